@@ -1,1 +1,12 @@
+//! ringcast: a WebSocket pub/sub fan-out server on io_uring, thread-per-core.
+//!
+//! - [`proto`]: the sans-IO WebSocket protocol core (bytes in → events and bytes out).
+//! - [`pubsub`]: topics, the cross-core interest table and the bounded bus.
+//! - [`server`]: sockets, workers, the flush cycle, timers and shutdown.
+//! - [`config`]: flags and their validation; [`metrics`]: counters and exposition.
+
+pub mod config;
+pub mod metrics;
 pub mod proto;
+pub mod pubsub;
+pub mod server;

@@ -1,0 +1,195 @@
+//! Configuration: the command-line flags of the contract (each also settable from a
+//! `RINGCAST_*` environment variable), their defaults, and the validated `Config` the
+//! server runs with.
+//!
+//! Owns: parsing and validating. Must not: open sockets or start anything.
+
+pub mod units;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+use units::{parse_duration, parse_size};
+
+/// What to do with a subscriber whose buffered outgoing bytes exceed `--max-buffered`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SlowConsumer {
+    /// Discard its unsent messages and fail the connection with 1008 `slow consumer`.
+    Close,
+    /// Drop new messages for it while it is over the limit (counted); resume once drained.
+    Drop,
+}
+
+const ABOUT: &str = "ringcast: a WebSocket pub/sub fan-out server on io_uring, one worker per core.
+
+Endpoints (HTTP/1.1, WebSocket 13):
+  GET  /sub/{topics}     subscribe to a comma-separated list of topics
+  GET  /pub/{topic}      publish every message sent on this WebSocket to {topic}
+  GET  /pubsub/{topic}   both, the sender included among the receivers
+  POST /pub/{topic}      publish the request body once (text/* and application/json: text)
+  GET  /echo             echo every message back (conformance endpoint)
+  GET  /metrics          Prometheus text exposition
+  GET  /healthz          200 while serving, 503 while draining for shutdown
+
+Every flag can also be set from the environment as RINGCAST_<FLAG> (e.g.
+RINGCAST_MAX_PAYLOAD=1MiB); a flag on the command line wins over the environment.
+Sizes accept 65536, 64KiB, 1MiB; durations accept 500ms, 5s, 2m.
+On SIGTERM/SIGINT every WebSocket gets close 1001 and the server exits 0; a second
+signal exits at once.";
+
+/// Command-line flags of the `ringcast` server.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "ringcast", version, about = ABOUT, long_about = None)]
+pub struct Args {
+    /// Address to listen on (repeatable). Port 0 picks a free port; the chosen address is
+    /// printed on stdout as `listening on ADDR` once the server accepts connections.
+    #[arg(long = "listen", value_name = "ADDR", env = "RINGCAST_LISTEN",
+          value_delimiter = ',', default_value = "127.0.0.1:9001")]
+    pub listen: Vec<SocketAddr>,
+
+    /// Worker threads, one per core, each with its own io_uring runtime and SO_REUSEPORT
+    /// listener [default: number of CPUs].
+    #[arg(long, value_name = "N", env = "RINGCAST_WORKERS",
+          value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
+    /// Largest message accepted from a client (sum of its fragments); larger: close 1009,
+    /// detected from the frame header before the payload is buffered. Also the largest
+    /// POST /pub body (413).
+    #[arg(long, value_name = "BYTES", env = "RINGCAST_MAX_PAYLOAD",
+          default_value = "64KiB", value_parser = parse_size)]
+    pub max_payload: usize,
+
+    /// Per-connection limit on buffered outgoing bytes (queued + in flight, the browser's
+    /// `bufferedAmount`). A subscriber over it is a slow consumer.
+    #[arg(long, value_name = "BYTES", env = "RINGCAST_MAX_BUFFERED",
+          default_value = "1MiB", value_parser = parse_size)]
+    pub max_buffered: usize,
+
+    /// Slow-consumer policy: `close` fails the connection with 1008 `slow consumer`;
+    /// `drop` drops new messages for it (counted in /metrics) until it drains.
+    #[arg(long, value_name = "POLICY", env = "RINGCAST_SLOW_CONSUMER",
+          value_enum, default_value = "close")]
+    pub slow_consumer: SlowConsumer,
+
+    /// Most simultaneous connections (all kinds); more are answered 503.
+    #[arg(long, value_name = "N", env = "RINGCAST_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+
+    /// Comma-separated `Origin` values allowed to open a WebSocket (others: 403). Unset:
+    /// every origin is allowed (see README: cross-site WebSocket hijacking).
+    #[arg(long, value_name = "LIST", env = "RINGCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
+
+    /// Largest HTTP request head; larger: 431.
+    #[arg(long, value_name = "BYTES", env = "RINGCAST_MAX_HEADER_BYTES",
+          default_value = "8KiB", value_parser = parse_size)]
+    pub max_header_bytes: usize,
+
+    /// Time a client has to send a complete request head (slowloris defence).
+    #[arg(long, value_name = "DUR", env = "RINGCAST_HANDSHAKE_TIMEOUT",
+          default_value = "10s", value_parser = parse_duration)]
+    pub handshake_timeout: Duration,
+
+    /// A WebSocket with no traffic for this long is pinged at half of it and terminated
+    /// (1006, locally) after all of it without a pong or other traffic. `0` disables.
+    #[arg(long, value_name = "DUR", env = "RINGCAST_IDLE_TIMEOUT",
+          default_value = "120s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
+    /// After sending a close frame: how long to wait for the peer's EOF before closing.
+    #[arg(long, value_name = "DUR", env = "RINGCAST_CLOSE_TIMEOUT",
+          default_value = "5s", value_parser = parse_duration)]
+    pub close_timeout: Duration,
+
+    /// On SIGTERM/SIGINT: how long to wait for close handshakes before force-closing.
+    #[arg(long, value_name = "DUR", env = "RINGCAST_SHUTDOWN_TIMEOUT",
+          default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+
+    /// PEM certificate chain: serve wss:// (requires --tls-key).
+    #[arg(long, value_name = "PEM", env = "RINGCAST_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "PEM", env = "RINGCAST_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// The validated configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: Vec<SocketAddr>,
+    pub workers: usize,
+    pub max_payload: usize,
+    pub max_buffered: usize,
+    pub slow_consumer: SlowConsumer,
+    pub max_connections: usize,
+    pub allowed_origins: Option<Vec<String>>,
+    pub max_header_bytes: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub close_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Config {
+    /// Validate parsed flags. The error names the flag; the caller exits 2.
+    pub fn from_args(a: Args) -> Result<Self, String> {
+        if a.max_payload == 0 {
+            return Err("invalid value for '--max-payload': must be at least 1 byte".into());
+        }
+        if a.max_buffered == 0 {
+            return Err("invalid value for '--max-buffered': must be at least 1 byte".into());
+        }
+        if a.max_connections == 0 {
+            return Err("invalid value for '--max-connections': must be at least 1".into());
+        }
+        if a.max_header_bytes < 256 {
+            return Err("invalid value for '--max-header-bytes': must be at least 256".into());
+        }
+        for (flag, d) in [
+            ("--handshake-timeout", a.handshake_timeout),
+            ("--close-timeout", a.close_timeout),
+            ("--shutdown-timeout", a.shutdown_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(format!("invalid value for '{flag}': must be greater than 0"));
+            }
+        }
+        if a.listen.is_empty() {
+            return Err("invalid value for '--listen': at least one address is needed".into());
+        }
+        let workers = match a.workers {
+            Some(n) => usize::from(n),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        };
+        let allowed_origins = a.allowed_origins.map(|v| {
+            v.into_iter()
+                .map(|o| o.trim().to_string())
+                .filter(|o| !o.is_empty())
+                .collect::<Vec<_>>()
+        });
+        Ok(Config {
+            listen: a.listen,
+            workers,
+            max_payload: a.max_payload,
+            max_buffered: a.max_buffered,
+            slow_consumer: a.slow_consumer,
+            max_connections: a.max_connections,
+            allowed_origins,
+            max_header_bytes: a.max_header_bytes,
+            handshake_timeout: a.handshake_timeout,
+            idle_timeout: a.idle_timeout,
+            close_timeout: a.close_timeout,
+            shutdown_timeout: a.shutdown_timeout,
+            tls_cert: a.tls_cert,
+            tls_key: a.tls_key,
+        })
+    }
+}

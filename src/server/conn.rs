@@ -1,0 +1,142 @@
+//! Per-connection state, kept small: an idle connection owns no read buffer and no heap
+//! memory beyond its (empty) queue; only a partial frame lives in its decoder.
+
+use std::os::fd::RawFd;
+use std::task::Waker;
+
+use crate::proto::Decoder;
+use crate::pubsub::TopicId;
+
+use super::outqueue::OutQueue;
+
+/// What the connection turned out to be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Before the request is routed, and for plain HTTP requests.
+    Http,
+    Echo,
+    Sub,
+    Pub,
+    PubSub,
+}
+
+impl Kind {
+    pub fn is_websocket(self) -> bool {
+        !matches!(self, Kind::Http)
+    }
+
+    pub fn metrics_index(self) -> usize {
+        match self {
+            Kind::Sub => 0,
+            Kind::Pub => 1,
+            Kind::PubSub => 2,
+            Kind::Echo => 3,
+            Kind::Http => 4,
+        }
+    }
+}
+
+/// Where the connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// Reading an HTTP request (or serving keep-alive HTTP).
+    Http,
+    /// An open WebSocket.
+    Open,
+    /// Close frame (or final HTTP answer) queued: input is no longer processed, the write
+    /// side is shut once flushed, and input is drained until EOF or the deadline
+    /// (RFC 6455 §7.1.7).
+    Closing,
+}
+
+/// Bit flags (one byte keeps `Conn` small).
+pub mod flag {
+    /// In the core's dirty list, waiting for the flush pass.
+    pub const DIRTY: u8 = 1;
+    /// The socket buffer is full: the task waits for writability and flushes itself.
+    pub const BLOCKED: u8 = 1 << 1;
+    /// Shut the write side once the queue is empty (after a close frame / final answer).
+    pub const SHUT_WR_PENDING: u8 = 1 << 2;
+    /// Our FIN is sent.
+    pub const WR_SHUT: u8 = 1 << 3;
+    /// A ping for the idle timeout is outstanding.
+    pub const PING_OUT: u8 = 1 << 4;
+    /// Terminated by us (timeout or forced close): the task must end.
+    pub const KILLED: u8 = 1 << 5;
+    /// The transport failed (reset, broken pipe): the task must end.
+    pub const BROKEN: u8 = 1 << 6;
+    /// The peer's close frame was received.
+    pub const CLOSE_RECEIVED: u8 = 1 << 7;
+}
+
+pub const NO_TOPIC: TopicId = TopicId::MAX;
+
+#[derive(Debug)]
+pub struct Conn {
+    pub fd: RawFd,
+    pub kind: Kind,
+    pub state: State,
+    pub flags: u8,
+    /// Coarse time (ms since the worker started) of the last bytes received.
+    pub last_rx: u32,
+    /// Handshake deadline (state `Http`) or close deadline (state `Closing`); 0 = none.
+    pub deadline: u32,
+    /// The topic a publisher publishes to.
+    pub pub_topic: TopicId,
+    pub out: OutQueue,
+    pub decoder: Option<Decoder>,
+    /// Topics a subscriber is registered on.
+    pub topics: Vec<TopicId>,
+    /// Wakes the connection's task (writability needed, killed, broken).
+    pub waker: Option<Waker>,
+    /// Messages dropped for this subscriber under `--slow-consumer drop`.
+    pub dropped: u64,
+}
+
+impl Conn {
+    pub fn new(fd: RawFd, now: u32, handshake_deadline: u32) -> Self {
+        Conn {
+            fd,
+            kind: Kind::Http,
+            state: State::Http,
+            flags: 0,
+            last_rx: now,
+            deadline: handshake_deadline,
+            pub_topic: NO_TOPIC,
+            out: OutQueue::default(),
+            decoder: None,
+            topics: Vec::new(),
+            waker: None,
+            dropped: 0,
+        }
+    }
+
+    #[inline]
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+
+    #[inline]
+    pub fn set(&mut self, f: u8) {
+        self.flags |= f;
+    }
+
+    #[inline]
+    pub fn clear(&mut self, f: u8) {
+        self.flags &= !f;
+    }
+
+    /// Wake the task if it waits.
+    #[inline]
+    pub fn wake(&mut self) {
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+
+    /// The task must stop: killed or broken.
+    #[inline]
+    pub fn is_dead(&self) -> bool {
+        self.has(flag::KILLED | flag::BROKEN)
+    }
+}

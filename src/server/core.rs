@@ -1,0 +1,415 @@
+//! One worker's state: its connections, its topic registry, the dirty list of the flush
+//! cycle, and the operations every task on the worker shares (enqueue, fan-out with the
+//! slow-consumer policy, fail/close, kill, flush).
+//!
+//! Single-threaded: lives in an `Rc` on one worker; `RefCell` borrows never cross an
+//! `.await`. Must not: block, or hold a borrow while awaiting.
+
+use std::cell::RefCell;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::task::Waker;
+use std::time::Instant;
+
+use bytes::Bytes;
+use slab::Slab;
+
+use crate::config::{Config, SlowConsumer};
+use crate::metrics::{CoreMetrics, close_slot};
+use crate::proto::encode::server_close_frame;
+use crate::pubsub::{Batch, Bus, Interest, Registry, TopicId};
+
+use super::conn::{Conn, Kind, State, flag};
+use super::sys;
+
+/// Most iovecs per `sendmsg` (Linux `UIO_MAXIOV`).
+const IOV_MAX: usize = 1024;
+
+/// Process-wide state shared by all workers.
+#[derive(Debug)]
+pub struct Global {
+    pub cfg: Config,
+    pub interest: Arc<Interest>,
+    pub bus: Bus,
+    /// Open connections over all workers (for `--max-connections`).
+    pub connections: AtomicUsize,
+    /// Set on the first SIGTERM/SIGINT.
+    pub draining: AtomicBool,
+}
+
+/// Per-worker handle every task holds.
+pub struct Shared {
+    pub id: usize,
+    pub global: Arc<Global>,
+    pub metrics: Arc<CoreMetrics>,
+    pub core: RefCell<Core>,
+    /// The per-core read buffer: every connection reads into it and keeps only what its
+    /// decoder must (a partial frame).
+    pub rbuf: RefCell<Box<[u8]>>,
+    epoch: Instant,
+}
+
+/// Size of the per-core read buffer.
+pub const READ_BUF: usize = 64 * 1024;
+
+impl Shared {
+    pub fn new(id: usize, global: Arc<Global>, metrics: Arc<CoreMetrics>) -> Rc<Self> {
+        let limits = Limits::from(&global.cfg);
+        let registry = Registry::new(id, global.interest.clone());
+        let workers = global.bus.senders.len();
+        Rc::new(Shared {
+            id,
+            metrics: metrics.clone(),
+            core: RefCell::new(Core {
+                conns: Conns {
+                    slab: Slab::new(),
+                    dirty: Vec::new(),
+                    flusher: None,
+                    iov: Vec::with_capacity(IOV_MAX),
+                    limits,
+                    metrics,
+                    now: 0,
+                },
+                topics: registry,
+                staged: (0..workers).map(|_| Vec::new()).collect(),
+                draining: false,
+                ws_open: 0,
+                drain_waker: None,
+                drain_clean: 0,
+            }),
+            rbuf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
+            global,
+            epoch: Instant::now(),
+        })
+    }
+
+    /// Milliseconds since the worker started (wraps after 49 days; compared with
+    /// wrapping arithmetic).
+    #[inline]
+    pub fn now_ms(&self) -> u32 {
+        self.epoch.elapsed().as_millis() as u32
+    }
+
+    pub fn cfg(&self) -> &Config {
+        &self.global.cfg
+    }
+}
+
+/// The limits the hot path needs, copied out of `Config`.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub max_buffered: usize,
+    pub slow_consumer: SlowConsumer,
+    pub close_timeout_ms: u32,
+}
+
+impl From<&Config> for Limits {
+    fn from(c: &Config) -> Self {
+        Limits {
+            max_buffered: c.max_buffered,
+            slow_consumer: c.slow_consumer,
+            close_timeout_ms: ms(c.close_timeout),
+        }
+    }
+}
+
+pub fn ms(d: std::time::Duration) -> u32 {
+    d.as_millis().min(u128::from(u32::MAX / 2)) as u32
+}
+
+pub struct Core {
+    pub conns: Conns,
+    pub topics: Registry,
+    /// Frames for other workers produced by the read being processed, by worker.
+    pub staged: Vec<Batch>,
+    pub draining: bool,
+    /// Open WebSockets (state Open or Closing) on this worker.
+    pub ws_open: usize,
+    pub drain_waker: Option<Waker>,
+    /// WebSockets that finished their close handshake while draining.
+    pub drain_clean: usize,
+}
+
+/// The connection table and what acts on it.
+pub struct Conns {
+    pub slab: Slab<Conn>,
+    /// Connections with frames queued since the last flush pass.
+    pub dirty: Vec<u32>,
+    /// The flush task's waker.
+    pub flusher: Option<Waker>,
+    iov: Vec<libc::iovec>,
+    pub limits: Limits,
+    pub metrics: Arc<CoreMetrics>,
+    /// Coarse clock for deadlines, refreshed by tasks and the sweeper.
+    pub now: u32,
+}
+
+/// What a subscriber delivery did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Delivery {
+    Queued,
+    Dropped,
+    ClosedSlow,
+    Skipped,
+}
+
+impl Conns {
+    #[inline]
+    pub fn get(&self, key: u32) -> Option<&Conn> {
+        self.slab.get(key as usize)
+    }
+
+    #[inline]
+    pub fn get_mut(&mut self, key: u32) -> Option<&mut Conn> {
+        self.slab.get_mut(key as usize)
+    }
+
+    #[inline]
+    fn mark_dirty(&mut self, key: u32) {
+        let Some(c) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        if !c.has(flag::DIRTY) {
+            c.set(flag::DIRTY);
+            self.dirty.push(key);
+            if let Some(w) = self.flusher.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Queue a frame of our own (echo, pong, HTTP answer) — no slow-consumer policy.
+    pub fn enqueue(&mut self, key: u32, frame: Bytes) {
+        let Some(c) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        if c.is_dead() || c.has(flag::SHUT_WR_PENDING | flag::WR_SHUT) {
+            return;
+        }
+        self.metrics.buffered_bytes.add(frame.len() as u64);
+        c.out.push(frame);
+        self.mark_dirty(key);
+    }
+
+    /// Deliver a published frame to subscriber `key`, applying `--max-buffered`.
+    #[inline]
+    pub fn deliver(&mut self, key: u32, frame: &Bytes) -> Delivery {
+        let lim = self.limits;
+        let Some(c) = self.slab.get_mut(key as usize) else {
+            return Delivery::Skipped;
+        };
+        if c.state != State::Open || c.is_dead() {
+            return Delivery::Skipped;
+        }
+        let buffered = c.out.buffered();
+        // An empty queue always takes one message, so a message no larger than
+        // --max-payload is never refused outright.
+        if buffered > 0 && buffered + frame.len() > lim.max_buffered {
+            return match lim.slow_consumer {
+                SlowConsumer::Drop => {
+                    c.dropped += 1;
+                    self.metrics.dropped_slow_consumer.inc();
+                    Delivery::Dropped
+                }
+                SlowConsumer::Close => {
+                    self.metrics.slow_consumer_closed.inc();
+                    self.fail(key, 1008, "slow consumer", true);
+                    Delivery::ClosedSlow
+                }
+            };
+        }
+        self.metrics.buffered_bytes.add(frame.len() as u64);
+        self.metrics.frames_queued.inc();
+        c.out.push(frame.clone());
+        self.mark_dirty(key);
+        Delivery::Queued
+    }
+
+    /// Start closing with our close frame `code`/`reason` (RFC 6455 §7.1.7 when failing):
+    /// stop processing input, queue the close frame (after queued data unless `discard`),
+    /// shut the write side once it is flushed, drain until EOF or the close timeout.
+    pub fn fail(&mut self, key: u32, code: u16, reason: &str, discard: bool) {
+        self.close_with(key, server_close_frame(code, reason), code, discard);
+    }
+
+    /// As `fail`, with a prepared (possibly shared) close frame.
+    pub fn close_with(&mut self, key: u32, frame: Bytes, code: u16, discard: bool) {
+        let now = self.now;
+        let close_ms = self.limits.close_timeout_ms;
+        let Some(c) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        if c.state == State::Closing || c.is_dead() {
+            return;
+        }
+        c.state = State::Closing;
+        c.decoder = None;
+        if discard {
+            let dropped = c.out.discard_unsent();
+            self.metrics.buffered_bytes.sub(dropped as u64);
+        }
+        self.metrics.buffered_bytes.add(frame.len() as u64);
+        c.out.push(frame);
+        c.set(flag::SHUT_WR_PENDING);
+        c.deadline = now.wrapping_add(close_ms).max(1);
+        self.metrics.close_sent[close_slot(code)].inc();
+        c.wake();
+        self.mark_dirty(key);
+    }
+
+    /// Finish with an HTTP answer already queued: same drain shape as a close.
+    pub fn finish_http(&mut self, key: u32) {
+        let now = self.now;
+        let close_ms = self.limits.close_timeout_ms;
+        let Some(c) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        c.state = State::Closing;
+        c.set(flag::SHUT_WR_PENDING);
+        c.deadline = now.wrapping_add(close_ms).max(1);
+        self.mark_dirty(key);
+    }
+
+    /// Terminate the transport now (timeouts, forced close): both directions shut, the
+    /// task wakes on EOF and closes the socket.
+    pub fn kill(&mut self, key: u32) {
+        let Some(c) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        if c.has(flag::KILLED) {
+            return;
+        }
+        c.set(flag::KILLED);
+        sys::shutdown_both(c.fd);
+        c.wake();
+    }
+
+    /// Write everything queued for `key` in as few `sendmsg` calls as the socket takes.
+    pub fn flush(&mut self, key: u32) {
+        let Some(c) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        c.clear(flag::DIRTY);
+        if c.has(flag::BLOCKED) || c.is_dead() {
+            return;
+        }
+        while !c.out.is_empty() {
+            self.iov.clear();
+            c.out.fill_iov(&mut self.iov, IOV_MAX);
+            let want: usize = self.iov.iter().map(|v| v.iov_len).sum();
+            match sys::sendv(c.fd, &self.iov) {
+                Ok(n) => {
+                    let done = c.out.advance(n);
+                    self.metrics.write_calls.inc();
+                    self.metrics.bytes_out.add(n as u64);
+                    self.metrics.frames_out.add(done as u64);
+                    self.metrics.buffered_bytes.sub(n as u64);
+                    if n < want {
+                        c.set(flag::BLOCKED);
+                        c.wake();
+                        return;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.set(flag::BLOCKED);
+                    c.wake();
+                    return;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    let dropped = c.out.clear();
+                    self.metrics.buffered_bytes.sub(dropped as u64);
+                    c.set(flag::BROKEN);
+                    sys::shutdown_both(c.fd);
+                    c.wake();
+                    return;
+                }
+            }
+        }
+        if c.has(flag::SHUT_WR_PENDING) {
+            c.clear(flag::SHUT_WR_PENDING);
+            c.set(flag::WR_SHUT);
+            sys::shutdown_write(c.fd);
+        }
+    }
+}
+
+impl Core {
+    /// Fan a published frame out: to local subscribers now, and staged once for each
+    /// other worker with subscribers of the topic.
+    pub fn publish(&mut self, me: usize, topic: TopicId, frame: &Bytes) {
+        let Some(t) = self.topics.get(topic) else {
+            return;
+        };
+        for &sub in &t.subs {
+            self.conns.deliver(sub, frame);
+        }
+        let mut others = t.shared.cores() & !(1u64 << me);
+        while others != 0 {
+            let w = others.trailing_zeros() as usize;
+            others &= others - 1;
+            if let Some(batch) = self.staged.get_mut(w) {
+                batch.push((t.shared.clone(), frame.clone()));
+            }
+        }
+    }
+
+    /// Whether anybody (on any worker) subscribes to `topic`.
+    pub fn has_subscribers(&self, me: usize, topic: TopicId) -> bool {
+        self.topics
+            .get(topic)
+            .is_some_and(|t| !t.subs.is_empty() || t.shared.cores() & !(1u64 << me) != 0)
+    }
+
+    /// Deliver a batch that arrived from another worker.
+    pub fn deliver_batch(&mut self, batch: Batch) {
+        for (shared, frame) in batch {
+            let Some(t) = self.topics.by_shared(&shared) else {
+                continue;
+            };
+            for &sub in &t.subs {
+                self.conns.deliver(sub, &frame);
+            }
+        }
+    }
+
+    /// Take the staged cross-core batches (worker index, batch).
+    pub fn take_staged(&mut self) -> Vec<(usize, Batch)> {
+        let mut out = Vec::new();
+        for (w, b) in self.staged.iter_mut().enumerate() {
+            if !b.is_empty() {
+                out.push((w, std::mem::take(b)));
+            }
+        }
+        out
+    }
+
+    /// Remove a finished connection everywhere. Returns it.
+    pub fn remove(&mut self, key: u32) -> Option<Conn> {
+        let c = self.conns.slab.try_remove(key as usize)?;
+        for &t in &c.topics {
+            self.topics.unsubscribe(t, key);
+        }
+        if c.pub_topic != super::conn::NO_TOPIC {
+            self.topics.release_publisher(c.pub_topic);
+        }
+        self.conns.metrics.buffered_bytes.sub(c.out.buffered() as u64);
+        self.conns.metrics.topics.set(self.topics.len() as u64);
+        if c.kind.is_websocket() {
+            self.ws_open = self.ws_open.saturating_sub(1);
+            if self.ws_open == 0 {
+                if let Some(w) = self.drain_waker.take() {
+                    w.wake();
+                }
+            }
+        }
+        Some(c)
+    }
+}
+
+/// `Kind` of a WebSocket endpoint for metrics.
+pub fn role_index(k: Kind) -> usize {
+    k.metrics_index()
+}

@@ -1,0 +1,51 @@
+//! The flush cycle: one task per worker writes, for every connection that had frames
+//! queued since its last pass, everything pending in one `sendmsg`. Frames that become
+//! ready while a pass runs are gathered for the next one, so a busy worker sends fewer,
+//! fuller writes instead of one per message; nothing waits on a timer (TCP_NODELAY stays
+//! on, coalescing happens in user space).
+
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::task::Poll;
+
+use super::core::Shared;
+
+pub async fn flusher(sh: Rc<Shared>) {
+    let mut batch: Vec<u32> = Vec::new();
+    loop {
+        poll_fn(|cx| {
+            let mut core = sh.core.borrow_mut();
+            if core.conns.dirty.is_empty() {
+                core.conns.flusher = Some(cx.waker().clone());
+                Poll::Pending
+            } else {
+                Poll::Ready(())
+            }
+        })
+        .await;
+        let mut core = sh.core.borrow_mut();
+        std::mem::swap(&mut batch, &mut core.conns.dirty);
+        for &key in &batch {
+            core.conns.flush(key);
+        }
+        batch.clear();
+        drop(core);
+        // Let the tasks woken by this pass (and readers) run before the next pass.
+        yield_now().await;
+    }
+}
+
+/// Go to the back of the run queue once.
+pub async fn yield_now() {
+    let mut yielded = false;
+    poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await;
+}

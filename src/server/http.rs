@@ -1,0 +1,161 @@
+//! Routing of HTTP requests to the contract's endpoints, and the plain-HTTP answers
+//! (`/healthz`, `/metrics`, `POST /pub/{topic}`). The request bytes are parsed by
+//! `proto::handshake`; this module decides what they mean.
+
+use crate::proto::handshake::{HttpError, Method, RequestHead, check_upgrade};
+use crate::pubsub::{parse_topic, parse_topic_list};
+
+use super::conn::Kind;
+
+/// What a request asks for.
+#[derive(Debug)]
+pub enum Route {
+    /// A WebSocket upgrade: `accept` is the `Sec-WebSocket-Accept` value.
+    Upgrade {
+        kind: Kind,
+        topics: Vec<String>,
+        accept: String,
+    },
+    Healthz,
+    Metrics,
+    /// `POST /pub/{topic}`: publish the body.
+    Post { topic: String, text: bool },
+    /// An HTTP error answer, with extra headers.
+    Error {
+        err: HttpError,
+        extra: &'static [(&'static str, &'static str)],
+    },
+}
+
+const ALLOW_GET: &[(&str, &str)] = &[("Allow", "GET")];
+const ALLOW_GET_POST: &[(&str, &str)] = &[("Allow", "GET, POST")];
+const VERSION_13: &[(&str, &str)] = &[("Sec-WebSocket-Version", "13")];
+
+fn err(status: u16, reason: &'static str) -> Route {
+    Route::Error {
+        err: HttpError { status, reason },
+        extra: &[],
+    }
+}
+
+fn method_not_allowed(allow: &'static [(&'static str, &'static str)]) -> Route {
+    Route::Error {
+        err: HttpError {
+            status: 405,
+            reason: "method not allowed",
+        },
+        extra: allow,
+    }
+}
+
+/// Decide what `head` asks for. `allowed_origins`: `None` allows every origin.
+pub fn route(head: &RequestHead, allowed_origins: Option<&[String]>) -> Route {
+    let path = head.path.split('?').next().unwrap_or("");
+    let method = head.method.unwrap_or(Method::Other);
+    let (kind, rest) = if let Some(r) = path.strip_prefix("/sub/") {
+        (Kind::Sub, r)
+    } else if let Some(r) = path.strip_prefix("/pubsub/") {
+        (Kind::PubSub, r)
+    } else if let Some(r) = path.strip_prefix("/pub/") {
+        (Kind::Pub, r)
+    } else if path == "/echo" {
+        (Kind::Echo, "")
+    } else if path == "/healthz" || path == "/metrics" {
+        if method != Method::Get {
+            return method_not_allowed(ALLOW_GET);
+        }
+        return if path == "/healthz" {
+            Route::Healthz
+        } else {
+            Route::Metrics
+        };
+    } else {
+        return err(404, "not found");
+    };
+
+    let topics: Vec<String> = match kind {
+        Kind::Sub => match parse_topic_list(rest) {
+            Ok(t) => t.into_iter().map(String::from).collect(),
+            Err(e) => return err(400, e),
+        },
+        Kind::Pub | Kind::PubSub => match parse_topic(rest) {
+            Ok(t) => vec![t.to_string()],
+            Err(e) => return err(400, e),
+        },
+        _ => Vec::new(),
+    };
+
+    match (kind, method) {
+        (Kind::Pub, Method::Post) => {
+            let text = head.content_type.as_deref().is_some_and(is_text_type);
+            return Route::Post {
+                topic: topics.into_iter().next().unwrap_or_default(),
+                text,
+            };
+        }
+        (Kind::Pub, Method::Get) | (_, Method::Get) => {}
+        (Kind::Pub, _) => return method_not_allowed(ALLOW_GET_POST),
+        _ => return method_not_allowed(ALLOW_GET),
+    }
+
+    let accept = match check_upgrade(head) {
+        Ok(a) => a,
+        Err(e) if e.status == 426 => {
+            return Route::Error {
+                err: e,
+                extra: VERSION_13,
+            };
+        }
+        Err(e) => {
+            return Route::Error { err: e, extra: &[] };
+        }
+    };
+    if let Some(allowed) = allowed_origins {
+        let ok = head
+            .origin
+            .as_deref()
+            .is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)));
+        if !ok {
+            return err(403, "origin not allowed");
+        }
+    }
+    Route::Upgrade {
+        kind,
+        topics,
+        accept,
+    }
+}
+
+/// `text/*` and `application/json` publish text messages; anything else binary.
+fn is_text_type(ct: &str) -> bool {
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence.starts_with("text/") || essence == "application/json"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head(method: Method, path: &str) -> RequestHead {
+        RequestHead {
+            method: Some(method),
+            path: path.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn routes() {
+        assert!(matches!(route(&head(Method::Get, "/nope"), None), Route::Error { err, .. } if err.status == 404));
+        assert!(matches!(route(&head(Method::Post, "/sub/a"), None), Route::Error { err, .. } if err.status == 405));
+        assert!(matches!(route(&head(Method::Other, "/pub/a"), None), Route::Error { err, .. } if err.status == 405));
+        assert!(matches!(route(&head(Method::Get, "/sub/a%20b"), None), Route::Error { err, .. } if err.status == 400));
+        assert!(matches!(route(&head(Method::Get, "/healthz"), None), Route::Healthz));
+        assert!(matches!(route(&head(Method::Get, "/metrics?x=1"), None), Route::Metrics));
+        let mut h = head(Method::Post, "/pub/t");
+        h.content_type = Some("application/json; charset=utf-8".into());
+        assert!(matches!(route(&h, None), Route::Post { text: true, .. }));
+        h.content_type = Some("application/octet-stream".into());
+        assert!(matches!(route(&h, None), Route::Post { text: false, .. }));
+    }
+}

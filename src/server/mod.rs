@@ -1,0 +1,155 @@
+//! The runtime glue: listeners, worker threads (one per core, each with its own io_uring
+//! runtime), connection tasks, the flush cycle, timers and shutdown.
+//!
+//! Owns: sockets, buffers, timers and threads. Must not: parse WebSocket frames or HTTP
+//! itself (that is `proto`), or decide who receives a message (that is `pubsub`).
+
+pub mod conn;
+pub mod core;
+pub mod flush;
+pub mod http;
+pub mod listen;
+pub mod outqueue;
+pub mod sweep;
+pub mod sys;
+pub mod task;
+pub mod worker;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::metrics::{self, CoreMetrics};
+use crate::proto::encode::server_close_frame;
+use crate::pubsub::{Bus, Interest};
+
+use self::core::Global;
+use self::worker::{Control, DrainReport, WorkerArgs};
+
+/// Why the server did not start.
+#[derive(Debug)]
+pub enum StartError {
+    Bind(listen::BindError),
+    Other(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Bind(e) => e.fmt(f),
+            StartError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// How a shutdown went (the summary line).
+#[derive(Debug, Clone, Copy)]
+pub struct Summary {
+    pub connections: usize,
+    pub clean: usize,
+    pub forced: usize,
+    pub elapsed: Duration,
+}
+
+/// Which I/O driver the workers use.
+pub fn driver_name() -> &'static str {
+    if monoio::utils::detect_uring() {
+        "io_uring"
+    } else {
+        "epoll (io_uring unavailable or disabled)"
+    }
+}
+
+/// A started server: its bound addresses and the handle to stop it.
+pub struct Server {
+    pub addrs: Vec<SocketAddr>,
+    controls: Vec<flume::Sender<Control>>,
+    threads: Vec<std::thread::JoinHandle<DrainReport>>,
+    global: Arc<Global>,
+}
+
+impl Server {
+    /// Bind and start every worker; returns once all accept connections.
+    pub fn start(cfg: Config) -> Result<Server, StartError> {
+        let workers = cfg.workers;
+        let (listeners, addrs) = listen::bind_all(&cfg.listen, workers).map_err(StartError::Bind)?;
+        let core_metrics: Vec<Arc<CoreMetrics>> =
+            (0..workers).map(|_| Arc::new(CoreMetrics::default())).collect();
+        metrics::install(core_metrics.clone());
+        let (bus, inboxes) = Bus::new(workers);
+        let global = Arc::new(Global {
+            cfg,
+            interest: Arc::new(Interest::default()),
+            bus,
+            connections: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+        });
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut controls = Vec::new();
+        let mut threads = Vec::new();
+        for ((id, (l, inbox)), m) in listeners
+            .into_iter()
+            .zip(inboxes)
+            .enumerate()
+            .zip(core_metrics)
+        {
+            let (ctl_tx, ctl_rx) = flume::unbounded();
+            controls.push(ctl_tx);
+            let args = WorkerArgs {
+                id,
+                global: global.clone(),
+                metrics: m,
+                listeners: l,
+                inbox,
+                control: ctl_rx,
+                ready: ready_tx.clone(),
+            };
+            let t = std::thread::Builder::new()
+                .name(format!("ringcast-w{id}"))
+                .spawn(move || worker::run(args))
+                .map_err(|e| StartError::Other(format!("cannot start worker thread: {e}")))?;
+            threads.push(t);
+        }
+        drop(ready_tx);
+        for _ in 0..workers {
+            match ready_rx.recv() {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(StartError::Other(e)),
+                Err(_) => return Err(StartError::Other("a worker exited during start-up".into())),
+            }
+        }
+        Ok(Server {
+            addrs,
+            controls,
+            threads,
+            global,
+        })
+    }
+
+    /// Mass graceful shutdown: stop accepting, 1001 to every WebSocket (one shared frame),
+    /// wait up to `--shutdown-timeout`, force-close the rest. Blocks until done.
+    pub fn shutdown(self) -> Summary {
+        let start = Instant::now();
+        self.global.draining.store(true, Ordering::SeqCst);
+        let going_away = server_close_frame(1001, "server shutting down");
+        for c in &self.controls {
+            let _ = c.send(Control::Shutdown(going_away.clone()));
+        }
+        let mut total = DrainReport::default();
+        for t in self.threads {
+            if let Ok(r) = t.join() {
+                total.connections += r.connections;
+                total.clean += r.clean;
+                total.forced += r.forced;
+            }
+        }
+        Summary {
+            connections: total.connections,
+            clean: total.clean,
+            forced: total.forced,
+            elapsed: start.elapsed(),
+        }
+    }
+}

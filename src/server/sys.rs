@@ -1,0 +1,95 @@
+//! The socket system calls the hot path makes itself: a non-blocking `recv` into the
+//! per-core read buffer after the runtime reports readability, a vectored non-blocking
+//! `sendmsg` of every frame pending for a connection, and `shutdown`.
+//!
+//! Why not the runtime's owned-buffer reads and writes: an owned-buffer read parks a
+//! buffer in every idle connection (the per-idle-connection memory target forbids it), and
+//! a flush pass writes thousands of connections synchronously, one call each, with the
+//! iovec array reused per core instead of allocated per write.
+
+use std::io;
+use std::os::fd::RawFd;
+
+/// `recv(fd, buf, MSG_DONTWAIT)`. `Ok(0)` is EOF; `WouldBlock` means nothing to read.
+pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is a valid, writable region of `buf.len()` bytes for the whole call;
+    // `fd` is owned by the connection's stream, which outlives this call.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `sendmsg(fd, iov, MSG_DONTWAIT | MSG_NOSIGNAL)`: bytes written, or `WouldBlock`.
+pub fn sendv(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
+    // SAFETY: an all-zero msghdr is valid (no name, no control data).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = iov.as_ptr().cast_mut();
+    msg.msg_iovlen = iov.len() as _;
+    // SAFETY: every iovec points into a `Bytes` held by the connection's queue, which is
+    // not touched during the call; `msg` lives across the call.
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+/// `send(fd, buf, MSG_DONTWAIT | MSG_NOSIGNAL)` for small one-off answers.
+pub fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    let iov = [libc::iovec {
+        iov_base: buf.as_ptr().cast_mut().cast(),
+        iov_len: buf.len(),
+    }];
+    sendv(fd, &iov)
+}
+
+/// Half-close the write side: our FIN after the close frame (RFC 6455 §7.1.1).
+pub fn shutdown_write(fd: RawFd) {
+    // SAFETY: plain syscall on an fd we own; errors (ENOTCONN after a reset) are harmless.
+    unsafe { libc::shutdown(fd, libc::SHUT_WR) };
+}
+
+/// Shut both directions: wakes the connection's pending readiness wait with EOF so its
+/// task ends and closes the socket. Used for timeouts and forced closes.
+pub fn shutdown_both(fd: RawFd) {
+    // SAFETY: as above.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// Abort on close: `SO_LINGER {on, 0}` makes the final close send RST instead of FIN.
+/// Only for a transport that is already broken or a forced close at a deadline.
+pub fn set_linger_zero(fd: RawFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `l` is a valid linger struct for the duration of the call.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&l as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    };
+}
+
+/// Whether an error means the transport is gone (as opposed to "try later").
+pub fn is_transport_error(e: &io::Error) -> bool {
+    !matches!(
+        e.kind(),
+        io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+    )
+}

@@ -1,0 +1,213 @@
+//! One worker thread: pinned to its core, with its own monoio runtime (io_uring, or epoll
+//! where io_uring is unavailable), its own listeners, and the tasks that serve its share of
+//! the connections: accept, flush cycle, sweeper, cross-core inbox and shutdown control.
+
+use std::future::poll_fn;
+use std::net::TcpListener as StdListener;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use monoio::io::Canceller;
+use monoio::net::TcpListener;
+
+use crate::metrics::CoreMetrics;
+use crate::pubsub::Batch;
+
+use super::conn::{Conn, State};
+use super::core::{Global, Shared, ms};
+use super::flush::flusher;
+use super::sweep::sweeper;
+use super::task::serve;
+
+/// What the control channel tells a worker.
+#[derive(Debug)]
+pub enum Control {
+    /// Graceful shutdown with this shared 1001 close frame.
+    Shutdown(Bytes),
+}
+
+/// What a worker reports when it has drained.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DrainReport {
+    pub connections: usize,
+    pub clean: usize,
+    pub forced: usize,
+}
+
+pub struct WorkerArgs {
+    pub id: usize,
+    pub global: Arc<Global>,
+    pub metrics: Arc<CoreMetrics>,
+    pub listeners: Vec<StdListener>,
+    pub inbox: flume::Receiver<Batch>,
+    pub control: flume::Receiver<Control>,
+    pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
+}
+
+/// The worker thread's body. Returns its drain report.
+pub fn run(args: WorkerArgs) -> DrainReport {
+    let _ = monoio::utils::bind_to_cpu_set([args.id % num_cpus()]);
+    let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .with_entries(4096)
+        .build();
+    let mut rt = match rt {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = args
+                .ready
+                .send(Err(format!("worker {}: cannot start the runtime: {e}", args.id)));
+            return DrainReport::default();
+        }
+    };
+    rt.block_on(worker_main(args))
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+async fn worker_main(args: WorkerArgs) -> DrainReport {
+    let sh = Shared::new(args.id, args.global.clone(), args.metrics.clone());
+    let mut listeners = Vec::new();
+    for l in args.listeners {
+        match TcpListener::from_std(l) {
+            Ok(l) => listeners.push(Rc::new(l)),
+            Err(e) => {
+                let _ = args
+                    .ready
+                    .send(Err(format!("worker {}: cannot register listener: {e}", args.id)));
+                return DrainReport::default();
+            }
+        }
+    }
+    let canceller = Canceller::new();
+    for l in &listeners {
+        monoio::spawn(accept_loop(sh.clone(), l.clone(), canceller.handle()));
+    }
+    drop(listeners);
+    monoio::spawn(flusher(sh.clone()));
+    monoio::spawn(sweeper(sh.clone()));
+    monoio::spawn(inbox(sh.clone(), args.inbox));
+    let _ = args.ready.send(Ok(args.id));
+
+    let Ok(Control::Shutdown(going_away)) = args.control.recv_async().await else {
+        return DrainReport::default();
+    };
+    canceller.cancel();
+    drain(&sh, going_away).await
+}
+
+async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io::CancelHandle) {
+    let max = sh.cfg().max_connections;
+    loop {
+        let (stream, _peer) = match l.cancelable_accept(cancel.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                if sh.global.draining.load(Ordering::Relaxed) {
+                    return;
+                }
+                // EMFILE/ENFILE and friends: the listener stays; back off briefly so a
+                // descriptor shortage does not spin the core.
+                tracing::warn!(error = %e, "accept failed");
+                monoio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        sh.metrics.accepted.inc();
+        let _ = stream.set_nodelay(true);
+        let open = sh.global.connections.fetch_add(1, Ordering::Relaxed);
+        let reject = open >= max;
+        let now = sh.now_ms();
+        let deadline = now.wrapping_add(ms(sh.cfg().handshake_timeout)).max(1);
+        let key = {
+            let mut core = sh.core.borrow_mut();
+            core.conns.now = now;
+            core.conns.slab.insert(Conn::new(stream.as_raw_fd(), now, deadline)) as u32
+        };
+        monoio::spawn(serve(sh.clone(), stream, key, reject));
+    }
+}
+
+/// Frames published on other workers for subscribers here.
+async fn inbox(sh: Rc<Shared>, rx: flume::Receiver<Batch>) {
+    while let Ok(batch) = rx.recv_async().await {
+        let mut core = sh.core.borrow_mut();
+        core.deliver_batch(batch);
+        // Drain what else is waiting so one flush pass carries all of it.
+        for _ in 0..64 {
+            match rx.try_recv() {
+                Ok(b) => core.deliver_batch(b),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Mass graceful shutdown on this worker: the shared 1001 frame to every open WebSocket
+/// (after what it already had queued), wait for the close handshakes up to the deadline,
+/// then force-close the rest.
+async fn drain(sh: &Rc<Shared>, going_away: Bytes) -> DrainReport {
+    let start = Instant::now();
+    let deadline = start + sh.cfg().shutdown_timeout;
+    let connections = {
+        let mut core = sh.core.borrow_mut();
+        core.draining = true;
+        core.conns.now = sh.now_ms();
+        let open: Vec<u32> = core
+            .conns
+            .slab
+            .iter()
+            .filter(|(_, c)| c.kind.is_websocket() && c.state == State::Open)
+            .map(|(k, _)| k as u32)
+            .collect();
+        for &k in &open {
+            core.conns.close_with(k, going_away.clone(), 1001, false);
+        }
+        core.ws_open
+    };
+    // Wait for the WebSockets to finish, or the deadline.
+    let wait = poll_fn(|cx| {
+        let mut core = sh.core.borrow_mut();
+        if core.ws_open == 0 {
+            Poll::Ready(())
+        } else {
+            core.drain_waker = Some(cx.waker().clone());
+            Poll::Pending
+        }
+    });
+    let left = deadline.saturating_duration_since(Instant::now());
+    let timed_out = monoio::time::timeout(left, wait).await.is_err();
+    let mut forced = 0;
+    {
+        let mut core = sh.core.borrow_mut();
+        let keys: Vec<u32> = core.conns.slab.iter().map(|(k, _)| k as u32).collect();
+        for k in keys {
+            if timed_out
+                && core
+                    .conns
+                    .get(k)
+                    .is_some_and(|c| c.kind.is_websocket())
+            {
+                forced += 1;
+            }
+            core.conns.kill(k);
+        }
+    }
+    // Let the killed tasks observe EOF and close their sockets (bounded).
+    let settle = Instant::now() + Duration::from_millis(200);
+    while !sh.core.borrow().conns.slab.is_empty() && Instant::now() < settle {
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let clean = sh.core.borrow().drain_clean;
+    DrainReport {
+        connections,
+        clean,
+        forced,
+    }
+}
