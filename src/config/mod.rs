@@ -46,8 +46,13 @@ signal exits at once.";
 pub struct Args {
     /// Address to listen on (repeatable). Port 0 picks a free port; the chosen address is
     /// printed on stdout as `listening on ADDR` once the server accepts connections.
-    #[arg(long = "listen", value_name = "ADDR", env = "RINGCAST_LISTEN",
-          value_delimiter = ',', default_value = "127.0.0.1:9001")]
+    #[arg(
+        long = "listen",
+        value_name = "ADDR",
+        env = "RINGCAST_LISTEN",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:9001"
+    )]
     pub listen: Vec<SocketAddr>,
 
     /// Worker threads, one per core, each with its own io_uring runtime and SO_REUSEPORT
@@ -71,17 +76,32 @@ pub struct Args {
 
     /// Slow-consumer policy: `close` fails the connection with 1008 `slow consumer`;
     /// `drop` drops new messages for it (counted in /metrics) until it drains.
-    #[arg(long, value_name = "POLICY", env = "RINGCAST_SLOW_CONSUMER",
-          value_enum, default_value = "close")]
+    #[arg(
+        long,
+        value_name = "POLICY",
+        env = "RINGCAST_SLOW_CONSUMER",
+        value_enum,
+        default_value = "close"
+    )]
     pub slow_consumer: SlowConsumer,
 
     /// Most simultaneous connections (all kinds); more are answered 503.
-    #[arg(long, value_name = "N", env = "RINGCAST_MAX_CONNECTIONS", default_value_t = 100_000)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RINGCAST_MAX_CONNECTIONS",
+        default_value_t = 100_000
+    )]
     pub max_connections: usize,
 
     /// Comma-separated `Origin` values allowed to open a WebSocket (others: 403). Unset:
     /// every origin is allowed (see README: cross-site WebSocket hijacking).
-    #[arg(long, value_name = "LIST", env = "RINGCAST_ALLOWED_ORIGINS", value_delimiter = ',')]
+    #[arg(
+        long,
+        value_name = "LIST",
+        env = "RINGCAST_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
     pub allowed_origins: Option<Vec<String>>,
 
     /// Largest HTTP request head; larger: 431.
@@ -111,11 +131,21 @@ pub struct Args {
     pub shutdown_timeout: Duration,
 
     /// PEM certificate chain: serve wss:// (requires --tls-key).
-    #[arg(long, value_name = "PEM", env = "RINGCAST_TLS_CERT", requires = "tls_key")]
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "RINGCAST_TLS_CERT",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for --tls-cert.
-    #[arg(long, value_name = "PEM", env = "RINGCAST_TLS_KEY", requires = "tls_cert")]
+    #[arg(
+        long,
+        value_name = "PEM",
+        env = "RINGCAST_TLS_KEY",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
 }
 
@@ -159,7 +189,9 @@ impl Config {
             ("--shutdown-timeout", a.shutdown_timeout),
         ] {
             if d.is_zero() {
-                return Err(format!("invalid value for '{flag}': must be greater than 0"));
+                return Err(format!(
+                    "invalid value for '{flag}': must be greater than 0"
+                ));
             }
         }
         if a.listen.is_empty() {

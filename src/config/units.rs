@@ -8,12 +8,12 @@ use std::time::Duration;
 /// optional space.
 pub fn parse_size(s: &str) -> Result<usize, String> {
     let t = s.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
-        return Err(format!("'{s}' is not a size (examples: 65536, 64KiB, 1MiB)"));
+        return Err(format!(
+            "'{s}' is not a size (examples: 65536, 64KiB, 1MiB)"
+        ));
     }
     let n: u64 = num
         .parse()

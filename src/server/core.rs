@@ -395,7 +395,10 @@ impl Core {
         if c.pub_topic != super::conn::NO_TOPIC {
             self.topics.release_publisher(c.pub_topic);
         }
-        self.conns.metrics.buffered_bytes.sub(c.out.buffered() as u64);
+        self.conns
+            .metrics
+            .buffered_bytes
+            .sub(c.out.buffered() as u64);
         self.conns.metrics.topics.set(self.topics.len() as u64);
         if c.kind.is_websocket() {
             self.ws_open = self.ws_open.saturating_sub(1);

@@ -19,7 +19,10 @@ pub enum Route {
     Healthz,
     Metrics,
     /// `POST /pub/{topic}`: publish the body.
-    Post { topic: String, text: bool },
+    Post {
+        topic: String,
+        text: bool,
+    },
     /// An HTTP error answer, with extra headers.
     Error {
         err: HttpError,
@@ -128,7 +131,12 @@ pub fn route(head: &RequestHead, allowed_origins: Option<&[String]>) -> Route {
 
 /// `text/*` and `application/json` publish text messages; anything else binary.
 fn is_text_type(ct: &str) -> bool {
-    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let essence = ct
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     essence.starts_with("text/") || essence == "application/json"
 }
 
@@ -146,12 +154,26 @@ mod tests {
 
     #[test]
     fn routes() {
-        assert!(matches!(route(&head(Method::Get, "/nope"), None), Route::Error { err, .. } if err.status == 404));
-        assert!(matches!(route(&head(Method::Post, "/sub/a"), None), Route::Error { err, .. } if err.status == 405));
-        assert!(matches!(route(&head(Method::Other, "/pub/a"), None), Route::Error { err, .. } if err.status == 405));
-        assert!(matches!(route(&head(Method::Get, "/sub/a%20b"), None), Route::Error { err, .. } if err.status == 400));
-        assert!(matches!(route(&head(Method::Get, "/healthz"), None), Route::Healthz));
-        assert!(matches!(route(&head(Method::Get, "/metrics?x=1"), None), Route::Metrics));
+        assert!(
+            matches!(route(&head(Method::Get, "/nope"), None), Route::Error { err, .. } if err.status == 404)
+        );
+        assert!(
+            matches!(route(&head(Method::Post, "/sub/a"), None), Route::Error { err, .. } if err.status == 405)
+        );
+        assert!(
+            matches!(route(&head(Method::Other, "/pub/a"), None), Route::Error { err, .. } if err.status == 405)
+        );
+        assert!(
+            matches!(route(&head(Method::Get, "/sub/a%20b"), None), Route::Error { err, .. } if err.status == 400)
+        );
+        assert!(matches!(
+            route(&head(Method::Get, "/healthz"), None),
+            Route::Healthz
+        ));
+        assert!(matches!(
+            route(&head(Method::Get, "/metrics?x=1"), None),
+            Route::Metrics
+        ));
         let mut h = head(Method::Post, "/pub/t");
         h.content_type = Some("application/json; charset=utf-8".into());
         assert!(matches!(route(&h, None), Route::Post { text: true, .. }));

@@ -32,7 +32,11 @@ impl std::fmt::Display for BindError {
 }
 
 fn socket_for(addr: &SocketAddr) -> io::Result<Socket> {
-    let s = Socket::new(Domain::for_address(*addr), Type::STREAM, Some(Protocol::TCP))?;
+    let s = Socket::new(
+        Domain::for_address(*addr),
+        Type::STREAM,
+        Some(Protocol::TCP),
+    )?;
     s.set_reuse_address(true)?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;

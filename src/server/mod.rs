@@ -74,9 +74,11 @@ impl Server {
     /// Bind and start every worker; returns once all accept connections.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
         let workers = cfg.workers;
-        let (listeners, addrs) = listen::bind_all(&cfg.listen, workers).map_err(StartError::Bind)?;
-        let core_metrics: Vec<Arc<CoreMetrics>> =
-            (0..workers).map(|_| Arc::new(CoreMetrics::default())).collect();
+        let (listeners, addrs) =
+            listen::bind_all(&cfg.listen, workers).map_err(StartError::Bind)?;
+        let core_metrics: Vec<Arc<CoreMetrics>> = (0..workers)
+            .map(|_| Arc::new(CoreMetrics::default()))
+            .collect();
         metrics::install(core_metrics.clone());
         let (bus, inboxes) = Bus::new(workers);
         let global = Arc::new(Global {

@@ -76,7 +76,11 @@ pub async fn serve(sh: Rc<Shared>, stream: TcpStream, key: u32, reject: bool) {
 
     let mut rd = pin!(stream.readable(false));
     // `None` of the writability future's (unnameable) type: built only when blocked.
-    let mut wr = pin!(if false { Some(stream.writable(false)) } else { None });
+    let mut wr = pin!(if false {
+        Some(stream.writable(false))
+    } else {
+        None
+    });
     loop {
         // Cross-core hand-off of what the last read published: awaiting a full channel is
         // the publisher's backpressure (its reads pause), never a drop.
@@ -130,7 +134,9 @@ pub async fn serve(sh: Rc<Shared>, stream: TcpStream, key: u32, reject: bool) {
                 let core = sh.core.borrow();
                 match core.conns.get(key) {
                     None => Step::Done,
-                    Some(c) if c.has(flag::BROKEN) => Step::Done,
+                    // Killed (timeout, forced close) or broken: the socket is shut both
+                    // ways; end now rather than wait for the readiness wake.
+                    Some(c) if c.is_dead() => Step::Done,
                     Some(c) => {
                         if c.has(flag::BLOCKED) && wr.is_none() {
                             wr.set(Some(stream.writable(false)));
@@ -363,7 +369,11 @@ fn handle_post(sh: &Shared, core: &mut Core, key: u32, post: &PendingPost, body:
         respond_error(sh, core, key, 400, "text body is not valid UTF-8", &[]);
         return;
     }
-    let opcode = if post.text { OpCode::Text } else { OpCode::Binary };
+    let opcode = if post.text {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
     let topic = core.topics.publisher(&post.topic);
     publish(sh, core, topic, opcode, body);
     core.topics.release_publisher(topic);
@@ -485,7 +495,8 @@ fn on_event(sh: &Shared, core: &mut Core, key: u32, kind: Kind, topic: u32, ev: 
                 Some(code) => crate::proto::encode::server_close_frame(code, ""),
                 None => server_frame(OpCode::Close, &[]),
             };
-            core.conns.close_with(key, frame, code.unwrap_or(1005), false);
+            core.conns
+                .close_with(key, frame, code.unwrap_or(1005), false);
             false
         }
     }

@@ -59,9 +59,10 @@ pub fn run(args: WorkerArgs) -> DrainReport {
     let mut rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
-            let _ = args
-                .ready
-                .send(Err(format!("worker {}: cannot start the runtime: {e}", args.id)));
+            let _ = args.ready.send(Err(format!(
+                "worker {}: cannot start the runtime: {e}",
+                args.id
+            )));
             return DrainReport::default();
         }
     };
@@ -79,9 +80,10 @@ async fn worker_main(args: WorkerArgs) -> DrainReport {
         match TcpListener::from_std(l) {
             Ok(l) => listeners.push(Rc::new(l)),
             Err(e) => {
-                let _ = args
-                    .ready
-                    .send(Err(format!("worker {}: cannot register listener: {e}", args.id)));
+                let _ = args.ready.send(Err(format!(
+                    "worker {}: cannot register listener: {e}",
+                    args.id
+                )));
                 return DrainReport::default();
             }
         }
@@ -128,7 +130,9 @@ async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io::Can
         let key = {
             let mut core = sh.core.borrow_mut();
             core.conns.now = now;
-            core.conns.slab.insert(Conn::new(stream.as_raw_fd(), now, deadline)) as u32
+            core.conns
+                .slab
+                .insert(Conn::new(stream.as_raw_fd(), now, deadline)) as u32
         };
         monoio::spawn(serve(sh.clone(), stream, key, reject));
     }
@@ -188,12 +192,7 @@ async fn drain(sh: &Rc<Shared>, going_away: Bytes) -> DrainReport {
         let mut core = sh.core.borrow_mut();
         let keys: Vec<u32> = core.conns.slab.iter().map(|(k, _)| k as u32).collect();
         for k in keys {
-            if timed_out
-                && core
-                    .conns
-                    .get(k)
-                    .is_some_and(|c| c.kind.is_websocket())
-            {
+            if timed_out && core.conns.get(k).is_some_and(|c| c.kind.is_websocket()) {
                 forced += 1;
             }
             core.conns.kill(k);
