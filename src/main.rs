@@ -4,26 +4,32 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use mimalloc::MiMalloc;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
-use ringcast::config::{Args, Config};
-use ringcast::server::{Server, driver_name};
+use ringcast::config;
+use ringcast::server::{Server, StartError, driver_name};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
-    let args = Args::parse();
-    let cfg = match Config::from_args(args) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    // Flags > RINGCAST_* environment > --config file > defaults; errors exit 2.
+    let loaded = config::load(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    if loaded.print_config {
+        return match loaded.config.to_toml() {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let cfg = loaded.config;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(
@@ -42,16 +48,27 @@ fn main() -> ExitCode {
         }
     };
     let workers = cfg.workers;
+    let tls = cfg.tls_cert.is_some();
     let server = match Server::start(cfg) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("error: {e}");
-            return ExitCode::from(1);
+            // A bad value (e.g. an unreadable TLS key) is a usage error like a bad flag.
+            let code = if matches!(e, StartError::Config(_)) {
+                2
+            } else {
+                1
+            };
+            return ExitCode::from(code);
         }
     };
-    tracing::info!(workers, driver = driver_name(), "ringcast started");
+    tracing::info!(workers, driver = driver_name(), tls, "ringcast started");
     for a in &server.addrs {
-        println!("listening on {a}");
+        if tls {
+            println!("listening on {a} (tls)");
+        } else {
+            println!("listening on {a}");
+        }
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();

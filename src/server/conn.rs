@@ -49,24 +49,27 @@ pub enum State {
     Closing,
 }
 
-/// Bit flags (one byte keeps `Conn` small).
+/// Bit flags (two bytes keep `Conn` small).
 pub mod flag {
+    pub type Flags = u16;
     /// In the core's dirty list, waiting for the flush pass.
-    pub const DIRTY: u8 = 1;
+    pub const DIRTY: Flags = 1;
     /// The socket buffer is full: the task waits for writability and flushes itself.
-    pub const BLOCKED: u8 = 1 << 1;
+    pub const BLOCKED: Flags = 1 << 1;
     /// Shut the write side once the queue is empty (after a close frame / final answer).
-    pub const SHUT_WR_PENDING: u8 = 1 << 2;
+    pub const SHUT_WR_PENDING: Flags = 1 << 2;
     /// Our FIN is sent.
-    pub const WR_SHUT: u8 = 1 << 3;
+    pub const WR_SHUT: Flags = 1 << 3;
     /// A ping for the idle timeout is outstanding.
-    pub const PING_OUT: u8 = 1 << 4;
+    pub const PING_OUT: Flags = 1 << 4;
     /// Terminated by us (timeout or forced close): the task must end.
-    pub const KILLED: u8 = 1 << 5;
+    pub const KILLED: Flags = 1 << 5;
     /// The transport failed (reset, broken pipe): the task must end.
-    pub const BROKEN: u8 = 1 << 6;
+    pub const BROKEN: Flags = 1 << 6;
     /// The peer's close frame was received.
-    pub const CLOSE_RECEIVED: u8 = 1 << 7;
+    pub const CLOSE_RECEIVED: Flags = 1 << 7;
+    /// TLS close_notify queued.
+    pub const CLOSE_NOTIFY: Flags = 1 << 8;
 }
 
 pub const NO_TOPIC: TopicId = TopicId::MAX;
@@ -76,7 +79,7 @@ pub struct Conn {
     pub fd: RawFd,
     pub kind: Kind,
     pub state: State,
-    pub flags: u8,
+    pub flags: flag::Flags,
     /// Coarse time (ms since the worker started) of the last bytes received.
     pub last_rx: u32,
     /// Handshake deadline (state `Http`) or close deadline (state `Closing`); 0 = none.
@@ -91,6 +94,8 @@ pub struct Conn {
     pub waker: Option<Waker>,
     /// Messages dropped for this subscriber under `--slow-consumer drop`.
     pub dropped: u64,
+    /// The TLS session, on a `wss://` listener.
+    pub tls: Option<Box<rustls::ServerConnection>>,
 }
 
 impl Conn {
@@ -108,21 +113,22 @@ impl Conn {
             topics: Vec::new(),
             waker: None,
             dropped: 0,
+            tls: None,
         }
     }
 
     #[inline]
-    pub fn has(&self, f: u8) -> bool {
+    pub fn has(&self, f: flag::Flags) -> bool {
         self.flags & f != 0
     }
 
     #[inline]
-    pub fn set(&mut self, f: u8) {
+    pub fn set(&mut self, f: flag::Flags) {
         self.flags |= f;
     }
 
     #[inline]
-    pub fn clear(&mut self, f: u8) {
+    pub fn clear(&mut self, f: flag::Flags) {
         self.flags &= !f;
     }
 

@@ -37,6 +37,8 @@ pub struct Global {
     pub connections: AtomicUsize,
     /// Set on the first SIGTERM/SIGINT.
     pub draining: AtomicBool,
+    /// `wss://`: every listener speaks TLS.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// Per-worker handle every task holds.
@@ -48,6 +50,8 @@ pub struct Shared {
     /// The per-core read buffer: every connection reads into it and keeps only what its
     /// decoder must (a partial frame).
     pub rbuf: RefCell<Box<[u8]>>,
+    /// Decrypted bytes of a TLS connection (only used with `--tls-cert`).
+    pub pbuf: RefCell<Box<[u8]>>,
     epoch: Instant,
 }
 
@@ -80,6 +84,9 @@ impl Shared {
                 drain_clean: 0,
             }),
             rbuf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
+            pbuf: RefCell::new(
+                vec![0u8; if global.tls.is_some() { READ_BUF } else { 0 }].into_boxed_slice(),
+            ),
             global,
             epoch: Instant::now(),
         })
@@ -295,43 +302,133 @@ impl Conns {
         if c.has(flag::BLOCKED) || c.is_dead() {
             return;
         }
-        while !c.out.is_empty() {
-            self.iov.clear();
-            c.out.fill_iov(&mut self.iov, IOV_MAX);
-            let want: usize = self.iov.iter().map(|v| v.iov_len).sum();
-            match sys::sendv(c.fd, &self.iov) {
-                Ok(n) => {
-                    let done = c.out.advance(n);
-                    self.metrics.write_calls.inc();
-                    self.metrics.bytes_out.add(n as u64);
-                    self.metrics.frames_out.add(done as u64);
-                    self.metrics.buffered_bytes.sub(n as u64);
-                    if n < want {
-                        c.set(flag::BLOCKED);
-                        c.wake();
-                        return;
-                    }
+        let shut = c.has(flag::SHUT_WR_PENDING);
+        let notify = shut && !c.has(flag::CLOSE_NOTIFY);
+        let res = match c.tls.as_deref_mut() {
+            Some(tls) => {
+                let r = flush_tls(c.fd, tls, &mut c.out, &self.metrics, notify);
+                if notify && r == Flushed::All {
+                    c.set(flag::CLOSE_NOTIFY);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.set(flag::BLOCKED);
-                    c.wake();
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    let dropped = c.out.clear();
-                    self.metrics.buffered_bytes.sub(dropped as u64);
-                    c.set(flag::BROKEN);
-                    sys::shutdown_both(c.fd);
-                    c.wake();
-                    return;
+                r
+            }
+            None => flush_plain(c.fd, &mut self.iov, &mut c.out, &self.metrics),
+        };
+        match res {
+            Flushed::All => {
+                if shut && c.out.is_empty() {
+                    c.clear(flag::SHUT_WR_PENDING);
+                    c.set(flag::WR_SHUT);
+                    sys::shutdown_write(c.fd);
                 }
             }
+            Flushed::Blocked => {
+                c.set(flag::BLOCKED);
+                c.wake();
+            }
+            Flushed::Broken => {
+                let dropped = c.out.clear();
+                self.metrics.buffered_bytes.sub(dropped as u64);
+                c.set(flag::BROKEN);
+                sys::shutdown_both(c.fd);
+                c.wake();
+            }
         }
-        if c.has(flag::SHUT_WR_PENDING) {
-            c.clear(flag::SHUT_WR_PENDING);
-            c.set(flag::WR_SHUT);
-            sys::shutdown_write(c.fd);
+    }
+
+    /// Queue a flush (e.g. TLS handshake records to send).
+    pub fn wants_flush(&mut self, key: u32) {
+        self.mark_dirty(key);
+    }
+
+    /// A TLS failure: send the alert rustls queued, then the §7.1.7 drain.
+    pub fn tls_failed(&mut self, key: u32) {
+        self.finish_http(key);
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flushed {
+    All,
+    Blocked,
+    Broken,
+}
+
+fn flush_plain(
+    fd: i32,
+    iov: &mut Vec<libc::iovec>,
+    out: &mut super::outqueue::OutQueue,
+    m: &CoreMetrics,
+) -> Flushed {
+    while !out.is_empty() {
+        iov.clear();
+        out.fill_iov(iov, IOV_MAX);
+        let want: usize = iov.iter().map(|v| v.iov_len).sum();
+        match sys::sendv(fd, iov) {
+            Ok(n) => {
+                let done = out.advance(n);
+                m.write_calls.inc();
+                m.bytes_out.add(n as u64);
+                m.frames_out.add(done as u64);
+                m.buffered_bytes.sub(n as u64);
+                if n < want {
+                    return Flushed::Blocked;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return Flushed::Broken,
+        }
+    }
+    Flushed::All
+}
+
+/// TLS: write pending records; hand rustls the next batch of frames only once its records
+/// are on the wire, so the backlog stays in our queue where `--max-buffered` sees it.
+fn flush_tls(
+    fd: i32,
+    tls: &mut rustls::ServerConnection,
+    out: &mut super::outqueue::OutQueue,
+    m: &CoreMetrics,
+    close_notify: bool,
+) -> Flushed {
+    use std::io::Write;
+    let mut w = super::tls::FdWriter(fd);
+    let mut notified = false;
+    loop {
+        while tls.wants_write() {
+            match tls.write_tls(&mut w) {
+                Ok(n) => {
+                    m.write_calls.inc();
+                    m.bytes_out.add(n as u64);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return Flushed::Broken,
+            }
+        }
+        if tls.is_handshaking() {
+            return Flushed::All;
+        }
+        if out.is_empty() {
+            if close_notify && !notified {
+                tls.send_close_notify();
+                notified = true;
+                continue;
+            }
+            return Flushed::All;
+        }
+        let mut moved = 0;
+        while moved < super::tls::TLS_BATCH {
+            let Some(f) = out.front_unsent() else { break };
+            let n = f.len();
+            if tls.writer().write_all(f).is_err() {
+                return Flushed::Broken;
+            }
+            moved += n;
+            let done = out.advance(n);
+            m.frames_out.add(done as u64);
+            m.buffered_bytes.sub(n as u64);
         }
     }
 }

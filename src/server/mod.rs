@@ -13,6 +13,7 @@ pub mod outqueue;
 pub mod sweep;
 pub mod sys;
 pub mod task;
+pub mod tls;
 pub mod worker;
 
 use std::net::SocketAddr;
@@ -32,6 +33,8 @@ use self::worker::{Control, DrainReport, WorkerArgs};
 #[derive(Debug)]
 pub enum StartError {
     Bind(listen::BindError),
+    /// A configuration value that only turns out bad at start (e.g. an unreadable TLS key).
+    Config(String),
     Other(String),
 }
 
@@ -39,7 +42,7 @@ impl std::fmt::Display for StartError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StartError::Bind(e) => e.fmt(f),
-            StartError::Other(s) => f.write_str(s),
+            StartError::Config(s) | StartError::Other(s) => f.write_str(s),
         }
     }
 }
@@ -74,6 +77,10 @@ impl Server {
     /// Bind and start every worker; returns once all accept connections.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
         let workers = cfg.workers;
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(c), Some(k)) => Some(tls::load(c, k).map_err(StartError::Config)?),
+            _ => None,
+        };
         let (listeners, addrs) =
             listen::bind_all(&cfg.listen, workers).map_err(StartError::Bind)?;
         let core_metrics: Vec<Arc<CoreMetrics>> = (0..workers)
@@ -87,6 +94,7 @@ impl Server {
             bus,
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            tls,
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut controls = Vec::new();

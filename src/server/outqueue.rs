@@ -36,6 +36,11 @@ impl OutQueue {
         self.frames.len()
     }
 
+    /// The unwritten part of the head frame.
+    pub fn front_unsent(&self) -> Option<&[u8]> {
+        self.frames.front().map(|f| &f[self.head_sent..])
+    }
+
     /// Append iovecs for up to `max` pending frames to `iov`.
     pub fn fill_iov(&self, iov: &mut Vec<libc::iovec>, max: usize) {
         for (i, f) in self.frames.iter().take(max).enumerate() {

@@ -194,16 +194,14 @@ fn on_readable(
             c.last_rx = now;
             c.clear(flag::PING_OUT);
         }
-        let data = &mut rbuf[..n];
-        match state {
-            State::Http => {
-                if http_input(sh, &mut core, key, http, data) == Step::Done {
-                    return Step::Done;
-                }
-            }
-            State::Open => ws_input(sh, &mut core, key, data),
-            // Failing/closing: input is read and discarded until EOF (RFC 6455 §7.1.7).
-            State::Closing => {}
+        let step = if core.conns.get(key).is_some_and(|c| c.tls.is_some()) {
+            let mut pbuf = sh.pbuf.borrow_mut();
+            tls_input(sh, &mut core, key, &rbuf[..n], &mut pbuf, http)
+        } else {
+            dispatch(sh, &mut core, key, state, &mut rbuf[..n], http)
+        };
+        if step == Step::Done {
+            return Step::Done;
         }
         staged.extend(core.take_staged());
         if n < rbuf.len() {
@@ -211,6 +209,81 @@ fn on_readable(
         }
     }
     Step::Continue
+}
+
+/// Plaintext for the connection's current state.
+fn dispatch(
+    sh: &Shared,
+    core: &mut Core,
+    key: u32,
+    state: State,
+    data: &mut [u8],
+    http: &mut HttpState,
+) -> Step {
+    match state {
+        State::Http => http_input(sh, core, key, http, data),
+        State::Open => {
+            ws_input(sh, core, key, data);
+            Step::Continue
+        }
+        // Failing/closing: input is read and discarded until EOF (RFC 6455 §7.1.7).
+        State::Closing => Step::Continue,
+    }
+}
+
+/// Ciphertext from a TLS connection: decrypt, then dispatch the plaintext.
+fn tls_input(
+    sh: &Shared,
+    core: &mut Core,
+    key: u32,
+    cipher: &[u8],
+    plain: &mut [u8],
+    http: &mut HttpState,
+) -> Step {
+    let Some(mut tls) = core.conns.get_mut(key).and_then(|c| c.tls.take()) else {
+        return Step::Done;
+    };
+    let mut step = Step::Continue;
+    let mut cipher = cipher;
+    'feed: loop {
+        if let Err(e) = super::tls::feed(&mut tls, &mut cipher) {
+            tracing::debug!(error = %e, "TLS error");
+            core.conns.tls_failed(key);
+            break;
+        }
+        loop {
+            let state = core.conns.get(key).map_or(State::Closing, |c| c.state);
+            match super::tls::read_plain(&mut tls, plain) {
+                super::tls::Plain::Data(m) => {
+                    if dispatch(sh, core, key, state, &mut plain[..m], http) == Step::Done {
+                        step = Step::Done;
+                        break 'feed;
+                    }
+                }
+                super::tls::Plain::Nothing => break,
+                super::tls::Plain::Eof => {
+                    step = Step::Done;
+                    break 'feed;
+                }
+                super::tls::Plain::Error(e) => {
+                    tracing::debug!(error = %e, "TLS read error");
+                    core.conns.tls_failed(key);
+                    break 'feed;
+                }
+            }
+        }
+        if cipher.is_empty() {
+            break;
+        }
+    }
+    let wants_write = tls.wants_write();
+    if let Some(c) = core.conns.get_mut(key) {
+        c.tls = Some(tls);
+    }
+    if wants_write {
+        core.conns.wants_flush(key);
+    }
+    step
 }
 
 /// Bytes for a connection still speaking HTTP.

@@ -130,9 +130,18 @@ async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io::Can
         let key = {
             let mut core = sh.core.borrow_mut();
             core.conns.now = now;
-            core.conns
-                .slab
-                .insert(Conn::new(stream.as_raw_fd(), now, deadline)) as u32
+            let mut conn = Conn::new(stream.as_raw_fd(), now, deadline);
+            if let Some(cfg) = &sh.global.tls {
+                match rustls::ServerConnection::new(cfg.clone()) {
+                    Ok(t) => conn.tls = Some(Box::new(t)),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "TLS session set-up failed");
+                        sh.global.connections.fetch_sub(1, Ordering::Relaxed);
+                        continue;
+                    }
+                }
+            }
+            core.conns.slab.insert(conn) as u32
         };
         monoio::spawn(serve(sh.clone(), stream, key, reject));
     }
