@@ -48,3 +48,30 @@ impl Gauge {
         self.0.load(Relaxed)
     }
 }
+
+/// Histogram bucket upper bounds, in microseconds.
+pub const LATENCY_BOUNDS_US: [u64; 12] = [
+    10, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 50_000, 100_000, 500_000,
+];
+
+/// A latency histogram written by exactly one thread (fixed buckets, µs resolution).
+#[derive(Default, Debug)]
+pub struct Histogram {
+    /// Per-bucket counts (not cumulative); the last one is +Inf.
+    pub buckets: [Counter; 13],
+    pub sum_us: Counter,
+    pub count: Counter,
+}
+
+impl Histogram {
+    pub fn observe(&self, d: std::time::Duration) {
+        let us = d.as_micros().min(u128::from(u64::MAX)) as u64;
+        let i = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        self.buckets[i].inc();
+        self.sum_us.add(us);
+        self.count.inc();
+    }
+}

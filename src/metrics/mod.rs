@@ -4,11 +4,12 @@
 //! the increment path (counters are single-writer, see `counter.rs`).
 
 pub mod counter;
+pub mod eventlog;
 pub mod render;
 
 use std::sync::{Arc, OnceLock};
 
-pub use counter::{Counter, Gauge};
+pub use counter::{Counter, Gauge, Histogram, LATENCY_BOUNDS_US};
 
 /// Connection roles, as labels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub struct CoreMetrics {
     pub buffered_bytes: Gauge,
     pub max_conn_buffered: Gauge,
     pub topics: Gauge,
+    /// Cross-core hand-off → enqueue on the subscriber's worker.
+    pub publish_to_enqueue: Histogram,
 }
 
 impl CoreMetrics {

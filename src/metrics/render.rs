@@ -3,7 +3,8 @@
 use std::fmt::Write;
 
 use super::{
-    CLOSE_SLOTS, CoreMetrics, Counter, HTTP_STATUSES, REJECT_REASONS, ROLE_NAMES, close_slot_label,
+    CLOSE_SLOTS, CoreMetrics, Counter, HTTP_STATUSES, LATENCY_BOUNDS_US, REJECT_REASONS,
+    ROLE_NAMES, close_slot_label,
 };
 
 fn sum(cores: &[std::sync::Arc<CoreMetrics>], f: impl Fn(&CoreMetrics) -> u64) -> u64 {
@@ -282,5 +283,37 @@ pub fn render(cores: &[std::sync::Arc<CoreMetrics>], draining: bool, workers: us
         "Topics with local subscribers or publishers, summed over workers.",
     );
     let _ = writeln!(o, "ringcast_topics {}", sum(cores, |c| c.topics.get()));
+    header(
+        &mut o,
+        "ringcast_publish_to_enqueue_seconds",
+        "histogram",
+        "Time from a publish being handed to another worker to its frames being queued to that worker's subscribers (local fan-out is queued synchronously within the publisher's read).",
+    );
+    let mut cumulative = 0;
+    for (i, b) in LATENCY_BOUNDS_US.iter().enumerate() {
+        cumulative += sum(cores, |c| c.publish_to_enqueue.buckets[i].get());
+        let le = *b as f64 / 1e6;
+        let _ = writeln!(
+            o,
+            "ringcast_publish_to_enqueue_seconds_bucket{{le=\"{le}\"}} {cumulative}"
+        );
+    }
+    cumulative += sum(cores, |c| {
+        c.publish_to_enqueue.buckets[LATENCY_BOUNDS_US.len()].get()
+    });
+    let _ = writeln!(
+        o,
+        "ringcast_publish_to_enqueue_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+    );
+    let _ = writeln!(
+        o,
+        "ringcast_publish_to_enqueue_seconds_sum {}",
+        sum(cores, |c| c.publish_to_enqueue.sum_us.get()) as f64 / 1e6
+    );
+    let _ = writeln!(
+        o,
+        "ringcast_publish_to_enqueue_seconds_count {}",
+        sum(cores, |c| c.publish_to_enqueue.count.get())
+    );
     o
 }

@@ -4,13 +4,22 @@
 //! full the publisher awaits the send and stops reading: backpressure, not loss.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::Bytes;
 
 use super::TopicShared;
 
-/// Frames for one worker, in publish order.
-pub type Batch = Vec<(Arc<TopicShared>, Bytes)>;
+/// Published frames with their topic, in publish order.
+pub type Frames = Vec<(Arc<TopicShared>, Bytes)>;
+
+/// Frames for one worker, and when they were handed off (for the publish-to-enqueue
+/// latency histogram).
+#[derive(Debug)]
+pub struct Batch {
+    pub staged_at: Instant,
+    pub frames: Frames,
+}
 
 /// Batches in flight into one worker before publishers wait.
 pub const BUS_CAPACITY: usize = 256;

@@ -11,7 +11,7 @@ pub mod interest;
 pub mod registry;
 pub mod topic_name;
 
-pub use bus::{Batch, Bus};
+pub use bus::{Batch, Bus, Frames};
 pub use interest::{Interest, TopicShared};
 pub use registry::{Registry, TopicId};
 pub use topic_name::{parse_topic, parse_topic_list};

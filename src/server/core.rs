@@ -19,7 +19,7 @@ use slab::Slab;
 use crate::config::{Config, SlowConsumer};
 use crate::metrics::{CoreMetrics, close_slot};
 use crate::proto::encode::server_close_frame;
-use crate::pubsub::{Batch, Bus, Interest, Registry, TopicId};
+use crate::pubsub::{Batch, Bus, Frames, Interest, Registry, TopicId};
 
 use super::conn::{Conn, Kind, State, flag};
 use super::sys;
@@ -130,7 +130,7 @@ pub struct Core {
     pub conns: Conns,
     pub topics: Registry,
     /// Frames for other workers produced by the read being processed, by worker.
-    pub staged: Vec<Batch>,
+    pub staged: Vec<Frames>,
     pub draining: bool,
     /// Open WebSockets (state Open or Closing) on this worker.
     pub ws_open: usize,
@@ -462,7 +462,7 @@ impl Core {
 
     /// Deliver a batch that arrived from another worker.
     pub fn deliver_batch(&mut self, batch: Batch) {
-        for (shared, frame) in batch {
+        for (shared, frame) in batch.frames {
             let Some(t) = self.topics.by_shared(&shared) else {
                 continue;
             };
@@ -470,14 +470,26 @@ impl Core {
                 self.conns.deliver(sub, &frame);
             }
         }
+        self.conns
+            .metrics
+            .publish_to_enqueue
+            .observe(batch.staged_at.elapsed());
     }
 
     /// Take the staged cross-core batches (worker index, batch).
     pub fn take_staged(&mut self) -> Vec<(usize, Batch)> {
         let mut out = Vec::new();
+        let mut now = None;
         for (w, b) in self.staged.iter_mut().enumerate() {
             if !b.is_empty() {
-                out.push((w, std::mem::take(b)));
+                let staged_at = *now.get_or_insert_with(std::time::Instant::now);
+                out.push((
+                    w,
+                    Batch {
+                        staged_at,
+                        frames: std::mem::take(b),
+                    },
+                ));
             }
         }
         out

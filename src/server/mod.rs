@@ -130,6 +130,7 @@ impl Server {
                 Err(_) => return Err(StartError::Other("a worker exited during start-up".into())),
             }
         }
+        metrics::eventlog::spawn(Duration::from_secs(10));
         Ok(Server {
             addrs,
             controls,

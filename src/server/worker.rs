@@ -107,6 +107,7 @@ async fn worker_main(args: WorkerArgs) -> DrainReport {
 
 async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io::CancelHandle) {
     let max = sh.cfg().max_connections;
+    let mut last_warn: Option<Instant> = None;
     loop {
         let (stream, _peer) = match l.cancelable_accept(cancel.clone()).await {
             Ok(s) => s,
@@ -115,8 +116,11 @@ async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io::Can
                     return;
                 }
                 // EMFILE/ENFILE and friends: the listener stays; back off briefly so a
-                // descriptor shortage does not spin the core.
-                tracing::warn!(error = %e, "accept failed");
+                // descriptor shortage does not spin the core (nor flood the log).
+                if last_warn.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(5)) {
+                    tracing::warn!(error = %e, "accept failed (raise the descriptor limit: see tuning/)");
+                    last_warn = Some(Instant::now());
+                }
                 monoio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
