@@ -1,11 +1,23 @@
 //! Configuration: the command-line flags of the contract (each also settable from a
-//! `RINGCAST_*` environment variable), their defaults, and the validated `Config` the
-//! server runs with.
+//! `RINGCAST_*` environment variable and from a `--config` TOML file), their defaults, and
+//! the validated `Config` the server runs with.
 //!
 //! Owns: parsing and validating. Must not: open sockets or start anything.
+//!
+//! - `mod.rs`: the flags (`Args`), the validated `Config` and its checks;
+//! - `sources`: where a setting comes from and which wins (flag > env > file > default);
+//! - `file`: reading and checking the `--config` file;
+//! - `print`: rendering the effective `Config` as TOML for `--print-config`;
+//! - `units`: sizes and durations as people write them.
 
+pub mod file;
+mod print;
+mod sources;
 pub mod units;
 
+pub use sources::{LoadError, Loaded, load};
+
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -35,7 +47,9 @@ Endpoints (HTTP/1.1, WebSocket 13):
   GET  /healthz          200 while serving, 503 while draining for shutdown
 
 Every flag can also be set from the environment as RINGCAST_<FLAG> (e.g.
-RINGCAST_MAX_PAYLOAD=1MiB); a flag on the command line wins over the environment.
+RINGCAST_MAX_PAYLOAD=1MiB) and from a TOML file given with --config, whose keys are the
+flag names (max_payload = \"1MiB\"). A flag on the command line wins over the environment,
+the environment over the file, the file over the default; --print-config shows the result.
 Sizes accept 65536, 64KiB, 1MiB; durations accept 500ms, 5s, 2m.
 On SIGTERM/SIGINT every WebSocket gets close 1001 and the server exits 0; a second
 signal exits at once.";
@@ -147,7 +161,50 @@ pub struct Args {
         requires = "tls_cert"
     )]
     pub tls_key: Option<PathBuf>,
+
+    /// TOML file of settings, keyed by flag name in snake_case or kebab-case (e.g.
+    /// `max_payload = "1MiB"`, `listen = ["127.0.0.1:9001"]`). Flags and RINGCAST_*
+    /// variables win over it; an unknown key or a bad value is an error (exit 2).
+    #[arg(long, value_name = "FILE", env = "RINGCAST_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration (flags, environment, config file and defaults
+    /// merged; workers resolved) as TOML that --config accepts, and exit without serving.
+    #[arg(long)]
+    pub print_config: bool,
 }
+
+/// A flag whose value parsed but is not allowed (`--max-payload 0`). Names the flag by its
+/// clap id (`max_payload`), so a caller can say where the value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalid {
+    /// The `Args` field / clap id of the flag, e.g. `max_payload`.
+    pub id: &'static str,
+    /// Why the value is refused, e.g. `must be at least 1 byte`.
+    pub reason: String,
+}
+
+impl Invalid {
+    fn new(id: &'static str, reason: impl Into<String>) -> Self {
+        Invalid {
+            id,
+            reason: reason.into(),
+        }
+    }
+
+    /// The command-line spelling of the flag, e.g. `--max-payload`.
+    pub fn flag(&self) -> String {
+        format!("--{}", self.id.replace('_', "-"))
+    }
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid value for '{}': {}", self.flag(), self.reason)
+    }
+}
+
+impl std::error::Error for Invalid {}
 
 /// The validated configuration the server runs with.
 #[derive(Debug, Clone)]
@@ -171,31 +228,34 @@ pub struct Config {
 impl Config {
     /// Validate parsed flags. The error names the flag; the caller exits 2.
     pub fn from_args(a: Args) -> Result<Self, String> {
+        Self::validate(a).map_err(|e| e.to_string())
+    }
+
+    /// Validate parsed flags; the error says which flag (by id) and why.
+    pub fn validate(a: Args) -> Result<Self, Invalid> {
         if a.max_payload == 0 {
-            return Err("invalid value for '--max-payload': must be at least 1 byte".into());
+            return Err(Invalid::new("max_payload", "must be at least 1 byte"));
         }
         if a.max_buffered == 0 {
-            return Err("invalid value for '--max-buffered': must be at least 1 byte".into());
+            return Err(Invalid::new("max_buffered", "must be at least 1 byte"));
         }
         if a.max_connections == 0 {
-            return Err("invalid value for '--max-connections': must be at least 1".into());
+            return Err(Invalid::new("max_connections", "must be at least 1"));
         }
         if a.max_header_bytes < 256 {
-            return Err("invalid value for '--max-header-bytes': must be at least 256".into());
+            return Err(Invalid::new("max_header_bytes", "must be at least 256"));
         }
-        for (flag, d) in [
-            ("--handshake-timeout", a.handshake_timeout),
-            ("--close-timeout", a.close_timeout),
-            ("--shutdown-timeout", a.shutdown_timeout),
+        for (id, d) in [
+            ("handshake_timeout", a.handshake_timeout),
+            ("close_timeout", a.close_timeout),
+            ("shutdown_timeout", a.shutdown_timeout),
         ] {
             if d.is_zero() {
-                return Err(format!(
-                    "invalid value for '{flag}': must be greater than 0"
-                ));
+                return Err(Invalid::new(id, "must be greater than 0"));
             }
         }
         if a.listen.is_empty() {
-            return Err("invalid value for '--listen': at least one address is needed".into());
+            return Err(Invalid::new("listen", "at least one address is needed"));
         }
         let workers = match a.workers {
             Some(n) => usize::from(n),

@@ -37,8 +37,11 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
-/// `500ms`, `5s`, `2m`, `1h`, `250us`; `0` alone means zero (used for "disabled").
+/// `500ms`, `5s`, `1.5s`, `2m`, `1h`, `250us`, `100ns`; `0` alone means zero (used for
+/// "disabled"). Integers are exact; decimals are rounded to the nanosecond.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    /// Longest duration accepted, in seconds (about 31 years).
+    const MAX_SECS: u64 = 1_000_000_000;
     let t = s.trim();
     if t == "0" {
         return Ok(Duration::ZERO);
@@ -47,49 +50,69 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         .find(|c: char| !c.is_ascii_digit() && c != '.')
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (examples: 500ms, 5s, 2m)"))?;
-    let secs = match unit.trim() {
-        "us" | "µs" => n / 1e6,
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" | "min" => n * 60.0,
-        "h" => n * 3600.0,
+    let not_a_duration = || format!("'{s}' is not a duration (examples: 500ms, 5s, 2m)");
+    if num.is_empty() {
+        return Err(not_a_duration());
+    }
+    let unit_ns: u64 = match unit.trim() {
+        "ns" => 1,
+        "us" | "µs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" | "min" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
         "" => return Err(format!("'{s}' needs a unit (examples: 500ms, 5s, 2m)")),
         other => {
             return Err(format!(
-                "unknown duration unit '{other}' in '{s}' (use us, ms, s, m, h)"
+                "unknown duration unit '{other}' in '{s}' (use ns, us, ms, s, m, h)"
             ));
         }
     };
-    if !secs.is_finite() || secs < 0.0 || secs > 1e9 {
-        return Err(format!("'{s}' is out of range"));
+    let out_of_range = || format!("'{s}' is out of range");
+    let nanos: u128 = if num.bytes().all(|b| b.is_ascii_digit()) {
+        let n: u128 = num.parse().map_err(|_| out_of_range())?;
+        n.checked_mul(u128::from(unit_ns))
+            .ok_or_else(out_of_range)?
+    } else {
+        let n: f64 = num.parse().map_err(|_| not_a_duration())?;
+        let ns = (n * unit_ns as f64).round();
+        if !ns.is_finite() || ns < 0.0 || ns > MAX_SECS as f64 * 1e9 {
+            return Err(out_of_range());
+        }
+        ns as u128
+    };
+    if nanos > u128::from(MAX_SECS) * 1_000_000_000 {
+        return Err(out_of_range());
     }
-    Ok(Duration::from_secs_f64(secs))
+    let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| out_of_range())?;
+    let sub = u32::try_from(nanos % 1_000_000_000).map_err(|_| out_of_range())?;
+    Ok(Duration::new(secs, sub))
 }
 
 /// Render a size the way the flags accept it (for `--print-config` and logs).
 pub fn format_size(n: usize) -> String {
     const UNITS: [(usize, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
     for (m, u) in UNITS {
-        if n >= m && n % m == 0 {
+        if n >= m && n.is_multiple_of(m) {
             return format!("{}{u}", n / m);
         }
     }
     n.to_string()
 }
 
-/// Render a duration the way the flags accept it.
+/// Render a duration the way the flags accept it, exactly: the largest of `s`, `ms`, `us`,
+/// `ns` that divides it (`"10s"`, `"500ms"`, `"0"`), so `parse_duration` gives it back.
 pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        "0".into()
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
+    let ns = d.as_nanos();
+    if ns == 0 {
+        return "0".into();
     }
+    for (unit_ns, unit) in [(1_000_000_000, "s"), (1_000_000, "ms"), (1_000, "us")] {
+        if ns.is_multiple_of(unit_ns) {
+            return format!("{}{unit}", ns / unit_ns);
+        }
+    }
+    format!("{ns}ns")
 }
 
 #[cfg(test)]
@@ -124,5 +147,35 @@ mod tests {
         assert!(parse_duration("5parsecs").is_err());
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
         assert_eq!(format_duration(Duration::from_secs(5)), "5s");
+    }
+
+    #[test]
+    fn exact_durations_round_trip() {
+        assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
+        assert_eq!(parse_duration("100ns"), Ok(Duration::from_nanos(100)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("0.001s"), Ok(Duration::from_millis(1)));
+        assert!(parse_duration("1000000001s").is_err());
+        assert!(parse_duration("99999999999999999999999999999999999999999h").is_err());
+        assert!(parse_duration("1.2.3s").is_err());
+        assert!(parse_duration(".s").is_err());
+        assert!(parse_duration("s").is_err());
+        assert_eq!(format_duration(Duration::ZERO), "0");
+        assert_eq!(format_duration(Duration::from_secs(120)), "120s");
+        assert_eq!(format_duration(Duration::from_micros(250)), "250us");
+        assert_eq!(format_duration(Duration::new(1, 1)), "1000000001ns");
+        for d in [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_micros(1500),
+            Duration::from_millis(1500),
+            Duration::from_secs(1_000_000_000),
+            Duration::new(7, 123_456_789),
+        ] {
+            assert_eq!(parse_duration(&format_duration(d)), Ok(d), "{d:?}");
+        }
+        for n in [0, 1, 1000, 1 << 10, 65536, 3 << 20, 5 << 30, 1_000_001] {
+            assert_eq!(parse_size(&format_size(n)), Ok(n), "{n}");
+        }
     }
 }

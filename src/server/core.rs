@@ -37,6 +37,8 @@ pub struct Global {
     pub connections: AtomicUsize,
     /// Set on the first SIGTERM/SIGINT.
     pub draining: AtomicBool,
+    /// Workers still waiting for their WebSockets to close during a shutdown.
+    pub draining_workers: AtomicUsize,
     /// `wss://`: every listener speaks TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
@@ -511,10 +513,10 @@ impl Core {
         self.conns.metrics.topics.set(self.topics.len() as u64);
         if c.kind.is_websocket() {
             self.ws_open = self.ws_open.saturating_sub(1);
-            if self.ws_open == 0 {
-                if let Some(w) = self.drain_waker.take() {
-                    w.wake();
-                }
+            if self.ws_open == 0
+                && let Some(w) = self.drain_waker.take()
+            {
+                w.wake();
             }
         }
         Some(c)

@@ -23,13 +23,14 @@ pub async fn flusher(sh: Rc<Shared>) {
             }
         })
         .await;
-        let mut core = sh.core.borrow_mut();
-        std::mem::swap(&mut batch, &mut core.conns.dirty);
-        for &key in &batch {
-            core.conns.flush(key);
+        {
+            let mut core = sh.core.borrow_mut();
+            std::mem::swap(&mut batch, &mut core.conns.dirty);
+            for &key in &batch {
+                core.conns.flush(key);
+            }
         }
         batch.clear();
-        drop(core);
         // Let the tasks woken by this pass (and readers) run before the next pass.
         yield_now().await;
     }

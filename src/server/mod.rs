@@ -77,6 +77,18 @@ impl Server {
     /// Bind and start every worker; returns once all accept connections.
     pub fn start(cfg: Config) -> Result<Server, StartError> {
         let workers = cfg.workers;
+        let nofile = sys::raise_nofile_limit();
+        // Listeners, the io_uring/epoll descriptors and a few more per worker.
+        let headroom = 16 + 8 * workers as u64;
+        if (cfg.max_connections as u64).saturating_add(headroom) > nofile {
+            tracing::warn!(
+                nofile,
+                max_connections = cfg.max_connections,
+                "the descriptor limit (RLIMIT_NOFILE) is below --max-connections: accepts will \
+                 fail past about {} connections; raise it (LimitNOFILE=, see tuning/)",
+                nofile.saturating_sub(headroom)
+            );
+        }
         let tls = match (&cfg.tls_cert, &cfg.tls_key) {
             (Some(c), Some(k)) => Some(tls::load(c, k).map_err(StartError::Config)?),
             _ => None,
@@ -94,6 +106,7 @@ impl Server {
             bus,
             connections: AtomicUsize::new(0),
             draining: AtomicBool::new(false),
+            draining_workers: AtomicUsize::new(workers),
             tls,
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();

@@ -8,7 +8,7 @@
 use std::future::poll_fn;
 use std::io;
 use std::os::fd::AsRawFd;
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::Poll;
@@ -62,7 +62,8 @@ struct HttpState {
 /// Serve one accepted connection until it is closed.
 pub async fn serve(sh: Rc<Shared>, stream: TcpStream, key: u32, reject: bool) {
     let fd = stream.as_raw_fd();
-    let mut http = HttpState::default();
+    // Boxed and dropped after the upgrade: an idle WebSocket's task carries no HTTP state.
+    let mut http: Option<Box<HttpState>> = None;
     let mut staged: Vec<(usize, Batch)> = Vec::new();
 
     if reject {
@@ -75,19 +76,26 @@ pub async fn serve(sh: Rc<Shared>, stream: TcpStream, key: u32, reject: bool) {
     }
 
     let mut rd = pin!(stream.readable(false));
-    // `None` of the writability future's (unnameable) type: built only when blocked.
-    let mut wr = pin!(if false {
-        Some(stream.writable(false))
-    } else {
-        None
-    });
+    // The writability wait exists only while the socket is full, boxed so it is not part
+    // of every idle connection's task.
+    type WriteWait<'a> = Pin<Box<dyn Future<Output = io::Result<()>> + 'a>>;
+    let mut wr: Option<WriteWait<'_>> = None;
     loop {
         // Cross-core hand-off of what the last read published: awaiting a full channel is
         // the publisher's backpressure (its reads pause), never a drop.
         for (w, batch) in staged.drain(..) {
-            if let Some(tx) = sh.global.bus.senders.get(w) {
-                sh.metrics.cross_core_batches.inc();
-                let _ = tx.send_async(batch).await;
+            let Some(tx) = sh.global.bus.senders.get(w) else {
+                continue;
+            };
+            sh.metrics.cross_core_batches.inc();
+            match tx.try_send(batch) {
+                Ok(()) => {}
+                // The wait is boxed so its (rarely used) state is not part of every idle
+                // connection's task.
+                Err(flume::TrySendError::Full(batch)) => {
+                    let _ = Box::pin(tx.send_async(batch)).await;
+                }
+                Err(flume::TrySendError::Disconnected(_)) => {}
             }
         }
 
@@ -95,7 +103,8 @@ pub async fn serve(sh: Rc<Shared>, stream: TcpStream, key: u32, reject: bool) {
             if let Poll::Ready(r) = rd.as_mut().poll(cx) {
                 return Poll::Ready((Wake::Readable, r));
             }
-            if let Some(w) = wr.as_mut().as_pin_mut() {
+            if let Some(w) = wr.as_mut() {
+                let w = w.as_mut();
                 if let Poll::Ready(r) = w.poll(cx) {
                     return Poll::Ready((Wake::Writable, r));
                 }
@@ -122,7 +131,7 @@ pub async fn serve(sh: Rc<Shared>, stream: TcpStream, key: u32, reject: bool) {
                 }
             }
             (Wake::Writable, _) => {
-                wr.set(None);
+                wr = None;
                 let mut core = sh.core.borrow_mut();
                 if let Some(c) = core.conns.get_mut(key) {
                     c.clear(flag::BLOCKED);
@@ -139,7 +148,7 @@ pub async fn serve(sh: Rc<Shared>, stream: TcpStream, key: u32, reject: bool) {
                     Some(c) if c.is_dead() => Step::Done,
                     Some(c) => {
                         if c.has(flag::BLOCKED) && wr.is_none() {
-                            wr.set(Some(stream.writable(false)));
+                            wr = Some(Box::pin(stream.writable(false)));
                         }
                         Step::Continue
                     }
@@ -159,7 +168,7 @@ fn on_readable(
     sh: &Shared,
     key: u32,
     fd: i32,
-    http: &mut HttpState,
+    http: &mut Option<Box<HttpState>>,
     staged: &mut Vec<(usize, Batch)>,
 ) -> Step {
     let mut rbuf = sh.rbuf.borrow_mut();
@@ -203,6 +212,9 @@ fn on_readable(
         if step == Step::Done {
             return Step::Done;
         }
+        if http.is_some() && core.conns.get(key).is_none_or(|c| c.state != State::Http) {
+            *http = None;
+        }
         staged.extend(core.take_staged());
         if n < rbuf.len() {
             return Step::Continue;
@@ -218,10 +230,10 @@ fn dispatch(
     key: u32,
     state: State,
     data: &mut [u8],
-    http: &mut HttpState,
+    http: &mut Option<Box<HttpState>>,
 ) -> Step {
     match state {
-        State::Http => http_input(sh, core, key, http, data),
+        State::Http => http_input(sh, core, key, http.get_or_insert_with(Box::default), data),
         State::Open => {
             ws_input(sh, core, key, data);
             Step::Continue
@@ -238,7 +250,7 @@ fn tls_input(
     key: u32,
     cipher: &[u8],
     plain: &mut [u8],
-    http: &mut HttpState,
+    http: &mut Option<Box<HttpState>>,
 ) -> Step {
     let Some(mut tls) = core.conns.get_mut(key).and_then(|c| c.tls.take()) else {
         return Step::Done;
@@ -538,12 +550,11 @@ fn ws_input(sh: &Shared, core: &mut Core, key: u32, data: &mut [u8]) {
         };
         open = on_event(sh, core, key, kind, pub_topic, ev);
     }
-    if open {
-        if let Some(c) = core.conns.get_mut(key) {
-            if c.state == State::Open {
-                c.decoder = Some(dec);
-            }
-        }
+    if open
+        && let Some(c) = core.conns.get_mut(key)
+        && c.state == State::Open
+    {
+        c.decoder = Some(dec);
     }
 }
 

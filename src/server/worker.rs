@@ -200,6 +200,12 @@ async fn drain(sh: &Rc<Shared>, going_away: Bytes) -> DrainReport {
     });
     let left = deadline.saturating_duration_since(Instant::now());
     let timed_out = monoio::time::timeout(left, wait).await.is_err();
+    // Plain HTTP connections (a health checker's keep-alive) keep being answered (503)
+    // until every worker has drained its WebSockets, not just this one.
+    sh.global.draining_workers.fetch_sub(1, Ordering::AcqRel);
+    while sh.global.draining_workers.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+        monoio::time::sleep(Duration::from_millis(2)).await;
+    }
     let mut forced = 0;
     {
         let mut core = sh.core.borrow_mut();

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# THE test command: every check ringcast has, in the order CI runs them.
+#
+#   scripts/test.sh
+#
+# formatting, clippy (warnings are errors), release build, the unit/property/integration
+# tests (integration tests start the release binary), then the Autobahn TestSuite
+# (scripts/autobahn.sh; it creates its Python venv under target/ on first use).
+# Stops at the first failing step.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+START=$SECONDS
+section() {
+    printf '\n==================== %s  [+%ds] ====================\n' "$*" "$((SECONDS - START))"
+}
+trap 'rc=$?; if ((rc != 0)); then printf "\n==================== FAILED (exit %d) in: %s  [+%ds] ====================\n" "$rc" "$STEP" "$((SECONDS - START))"; fi' EXIT
+
+STEP="cargo fmt"
+section "$STEP"
+cargo fmt --all -- --check
+
+STEP="cargo clippy"
+section "$STEP"
+cargo clippy --workspace --all-targets -- -D warnings
+
+STEP="cargo build --release"
+section "$STEP"
+cargo build --release --workspace
+
+STEP="cargo test --release"
+section "$STEP"
+cargo test --release --workspace
+
+STEP="Autobahn TestSuite"
+section "$STEP"
+bash scripts/autobahn.sh
+
+section "all checks passed"
