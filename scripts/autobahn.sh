@@ -50,7 +50,7 @@ log() { printf '[autobahn %4ds] %s\n' "$((SECONDS - START))" "$*"; }
 die() { log "ERROR: $*"; exit 1; }
 
 INSTALL_ONLY=0
-SERVER_CMD=(target/release/ringcast --listen 127.0.0.1:0 --max-payload 16MiB)
+SERVER_CMD=("${RINGCAST_BIN:-target/release/ringcast}" --listen 127.0.0.1:0 --max-payload 16MiB)
 while (($#)); do
     case "$1" in
         --install-only) INSTALL_ONLY=1; shift ;;

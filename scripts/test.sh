@@ -3,8 +3,9 @@
 #
 #   scripts/test.sh
 #
-# formatting, clippy (warnings are errors), release build, the unit/property/integration
-# tests (integration tests start the release binary), then the Autobahn TestSuite
+# formatting, clippy (warnings are errors), the unit/property/integration tests in the
+# `ci` profile (optimized, no LTO; integration tests start target/ci/ringcast), then the
+# Autobahn TestSuite against that binary
 # (scripts/autobahn.sh; it creates its Python venv under target/ on first use).
 # Stops at the first failing step.
 set -euo pipefail
@@ -26,16 +27,13 @@ STEP="cargo clippy"
 section "$STEP"
 cargo clippy --workspace --all-targets -- -D warnings
 
-STEP="cargo build --release"
+STEP="cargo test (profile ci)"
 section "$STEP"
-cargo build --release --workspace
-
-STEP="cargo test --release"
-section "$STEP"
-cargo test --release --workspace
+# Unit, property and integration tests; the integration tests start target/ci/ringcast.
+cargo test --profile ci --workspace
 
 STEP="Autobahn TestSuite"
 section "$STEP"
-bash scripts/autobahn.sh
+RINGCAST_BIN=target/ci/ringcast bash scripts/autobahn.sh
 
 section "all checks passed"
