@@ -137,7 +137,12 @@ async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io::Can
             let mut conn = Conn::new(stream.as_raw_fd(), now, deadline);
             if let Some(cfg) = &sh.global.tls {
                 match rustls::ServerConnection::new(cfg.clone()) {
-                    Ok(t) => conn.tls = Some(Box::new(t)),
+                    Ok(mut t) => {
+                        // rustls's own 64 KiB cap would refuse a large frame outright; the
+                        // flush hands it at most one batch plus one frame at a time anyway.
+                        t.set_buffer_limit(None);
+                        conn.tls = Some(Box::new(t));
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "TLS session set-up failed");
                         sh.global.connections.fetch_sub(1, Ordering::Relaxed);

@@ -16,6 +16,8 @@ use std::time::{Duration, Instant};
 use ringcast::proto::decoder::{Decoder, DecoderConfig, Event, Role};
 use ringcast::proto::{OpCode, ProtocolError, encode, handshake};
 
+pub mod tls;
+
 /// How long a server gets to print its ready line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default deadline for one expected event.
@@ -34,6 +36,8 @@ pub fn bin() -> &'static str {
 pub struct Server {
     child: Child,
     addr: SocketAddr,
+    /// The ready line said `(tls)`: the listener speaks `wss://`/`https://`.
+    tls: bool,
     stderr: Arc<Mutex<Vec<u8>>>,
     stdout: Arc<Mutex<Vec<String>>>,
     status: Option<ExitStatus>,
@@ -109,12 +113,19 @@ impl Server {
             match rx.recv_timeout(left) {
                 Ok(line) => {
                     if let Some(rest) = line.strip_prefix("listening on ") {
-                        match rest.trim().parse::<SocketAddr>() {
+                        // `listening on ADDR`, or `listening on ADDR (tls)` for wss://.
+                        let rest = rest.trim();
+                        let (rest, tls) = match rest.strip_suffix("(tls)") {
+                            Some(r) => (r.trim_end(), true),
+                            None => (rest, false),
+                        };
+                        match rest.parse::<SocketAddr>() {
                             Ok(addr) => {
                                 assert!(addr.ip().is_loopback(), "non-loopback listener {addr}");
                                 return Ok(Server {
                                     child,
                                     addr,
+                                    tls,
                                     stderr,
                                     stdout,
                                     status: None,
@@ -150,6 +161,11 @@ impl Server {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Did the server announce a TLS listener (`listening on ADDR (tls)`)?
+    pub fn is_tls(&self) -> bool {
+        self.tls
     }
 
     pub fn pid(&self) -> i32 {
@@ -318,6 +334,25 @@ pub fn rand_mask() -> [u8; 4] {
 // Raw TCP and HTTP
 // ---------------------------------------------------------------------------------------
 
+/// A blocking byte stream the raw HTTP/WebSocket client can run over: a plain `TcpStream`,
+/// or a TLS stream (`common::tls`). Reads honour the read timeout (a timeout surfaces as
+/// `WouldBlock`/`TimedOut`); a clean end of stream is `Ok(0)`.
+pub trait Transport: Read + Write {
+    /// Read timeout of the underlying socket.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// Half- or fully close. Over TLS, closing the write side sends close_notify first.
+    fn shutdown(&mut self, how: Shutdown) -> io::Result<()>;
+}
+
+impl Transport for TcpStream {
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
+    }
+    fn shutdown(&mut self, how: Shutdown) -> io::Result<()> {
+        TcpStream::shutdown(self, how)
+    }
+}
+
 pub fn tcp_connect(addr: SocketAddr) -> TcpStream {
     let s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .unwrap_or_else(|e| panic!("connect {addr}: {e}"));
@@ -369,8 +404,8 @@ pub enum HttpReadError {
     Malformed(String),
 }
 
-fn read_some(
-    stream: &mut TcpStream,
+fn read_some<S: Transport>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<usize, io::Error> {
@@ -398,8 +433,8 @@ fn read_some(
 /// Read one HTTP response from `stream`. `buf` holds bytes already read; on return it holds
 /// what followed the response (e.g. WebSocket frames after a 101). A body is read by
 /// `Content-Length`, or to EOF when there is none (not for 101).
-pub fn read_http_response(
-    stream: &mut TcpStream,
+pub fn read_http_response<S: Transport>(
+    stream: &mut S,
     buf: &mut Vec<u8>,
     deadline: Instant,
 ) -> Result<HttpResponse, HttpReadError> {
@@ -808,8 +843,10 @@ impl WsEvent {
     }
 }
 
-pub struct WsClient {
-    pub stream: TcpStream,
+/// Raw WebSocket client over any [`Transport`]: plain TCP by default, TLS via
+/// `common::tls`.
+pub struct WsClient<S = TcpStream> {
+    pub stream: S,
     pending: Vec<u8>,
     dec: Decoder,
     bad: Option<ProtocolError>,
@@ -852,19 +889,57 @@ impl WsClient {
 
     /// Upgrade, sending `early` (e.g. frames) in the same write as the request.
     pub fn upgrade_pipelined(
-        mut stream: TcpStream,
+        stream: TcpStream,
         addr: SocketAddr,
         path: &str,
         extra: &[(&str, &str)],
         early: &[u8],
     ) -> Result<WsClient, HttpResponse> {
+        WsClient::upgrade_over(stream, addr, path, extra, early)
+    }
+
+    /// Encode one frame with the project's codec. `masked = false` produces an (illegal from
+    /// a client) unmasked frame.
+    pub fn frame_bytes(opcode: OpCode, payload: &[u8], fin: bool, masked: bool) -> Vec<u8> {
+        frame_bytes(opcode, payload, fin, masked)
+    }
+}
+
+/// Encode one client frame with the project's codec. `masked = false` produces an (illegal
+/// from a client) unmasked frame.
+pub fn frame_bytes(opcode: OpCode, payload: &[u8], fin: bool, masked: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 14);
+    if masked {
+        encode::encode_client_frame(&mut out, fin, opcode, payload, rand_mask());
+    } else {
+        let mut hdr = [0u8; 14];
+        let n = encode::write_header(&mut hdr, fin, opcode, None, payload.len());
+        out.extend_from_slice(&hdr[..n]);
+        out.extend_from_slice(payload);
+    }
+    out
+}
+
+impl<S: Transport> WsClient<S> {
+    /// Upgrade over an already-connected transport (plain or TLS), sending `early` in the
+    /// same write as the request.
+    pub fn upgrade_over(
+        mut stream: S,
+        addr: SocketAddr,
+        path: &str,
+        extra: &[(&str, &str)],
+        early: &[u8],
+    ) -> Result<WsClient<S>, HttpResponse> {
         let mut nonce = [0u8; 16];
         nonce[..8].copy_from_slice(&rand_u64().to_ne_bytes());
         nonce[8..].copy_from_slice(&rand_u64().to_ne_bytes());
         let key = handshake::client_key(nonce);
         let mut req = handshake::client_request(&addr.to_string(), path, &key, extra);
         req.extend_from_slice(early);
-        stream.write_all(&req).expect("write upgrade request");
+        stream
+            .write_all(&req)
+            .and_then(|()| stream.flush())
+            .expect("write upgrade request");
         let mut buf = Vec::new();
         let resp = match read_http_response(&mut stream, &mut buf, Instant::now() + STEP) {
             Ok(r) => r,
@@ -908,32 +983,19 @@ impl WsClient {
         })
     }
 
-    /// Encode one frame with the project's codec. `masked = false` produces an (illegal from
-    /// a client) unmasked frame.
-    pub fn frame_bytes(opcode: OpCode, payload: &[u8], fin: bool, masked: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(payload.len() + 14);
-        if masked {
-            encode::encode_client_frame(&mut out, fin, opcode, payload, rand_mask());
-        } else {
-            let mut hdr = [0u8; 14];
-            let n = encode::write_header(&mut hdr, fin, opcode, None, payload.len());
-            out.extend_from_slice(&hdr[..n]);
-            out.extend_from_slice(payload);
-        }
-        out
-    }
-
     pub fn send_frame(&mut self, opcode: OpCode, payload: &[u8], fin: bool, masked: bool) {
-        let bytes = Self::frame_bytes(opcode, payload, fin, masked);
+        let bytes = frame_bytes(opcode, payload, fin, masked);
         self.send_raw(&bytes);
     }
 
+    /// Write `bytes` and flush (a TLS transport encrypts and sends them on flush).
     pub fn try_send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes)
+        self.stream.write_all(bytes)?;
+        self.stream.flush()
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).expect("write to server");
+        self.try_send_raw(bytes).expect("write to server");
     }
 
     pub fn send_text(&mut self, s: impl AsRef<[u8]>) {
@@ -1141,9 +1203,9 @@ impl WsClient {
     /// succeed and no RST comes back. On loopback an RST for data sent to a closed socket
     /// arrives within microseconds, so a short probe window is enough.
     pub fn assert_still_draining(&mut self) {
-        let junk = Self::frame_bytes(OpCode::Text, b"after the close", true, true);
+        let junk = frame_bytes(OpCode::Text, b"after the close", true, true);
         for round in 0..3 {
-            if let Err(e) = self.stream.write_all(&junk) {
+            if let Err(e) = self.try_send_raw(&junk) {
                 panic!(
                     "write after server FIN failed (round {round}): {e} — the server closed instead of draining"
                 );
@@ -1197,7 +1259,10 @@ impl WsClient {
 /// marker that each subscriber reads up to (per-publisher order makes it the last probe).
 /// `publish` is called with the probe text. Returns the marker (the last probe), for a
 /// publisher that also receives (`/pubsub`) to read up to.
-pub fn sync_subscribers(subs: &mut [WsClient], mut publish: impl FnMut(&[u8])) -> String {
+pub fn sync_subscribers<S: Transport>(
+    subs: &mut [WsClient<S>],
+    mut publish: impl FnMut(&[u8]),
+) -> String {
     let run = rand_u64();
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut k = 0u64;
