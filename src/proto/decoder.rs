@@ -354,7 +354,15 @@ impl Decoder {
                     if text {
                         self.utf8.feed(chunk).map_err(|_| E_UTF8)?;
                     }
-                    reserve_for(&mut self.msg, n, remaining);
+                    // A non-final fragment says nothing about the message's size: let the
+                    // buffer grow geometrically up to the max payload, or every fragment
+                    // would copy the whole message so far (quadratic; Autobahn 9.3/9.4).
+                    let bound = if fin {
+                        remaining
+                    } else {
+                        (self.max_payload as u64).saturating_sub(self.msg.len() as u64)
+                    };
+                    reserve_for(&mut self.msg, n, bound);
                     self.msg.extend_from_slice(chunk);
                     pos += n;
                     let remaining = remaining - n as u64;
