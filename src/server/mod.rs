@@ -110,6 +110,7 @@ impl Server {
             tls,
         });
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let cpus = Arc::new(sys::allowed_cpus());
         let mut controls = Vec::new();
         let mut threads = Vec::new();
         for ((id, (l, inbox)), m) in listeners
@@ -128,6 +129,7 @@ impl Server {
                 inbox,
                 control: ctl_rx,
                 ready: ready_tx.clone(),
+                cpus: cpus.clone(),
             };
             let t = std::thread::Builder::new()
                 .name(format!("ringcast-w{id}"))

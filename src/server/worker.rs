@@ -47,11 +47,17 @@ pub struct WorkerArgs {
     pub inbox: flume::Receiver<Batch>,
     pub control: flume::Receiver<Control>,
     pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
+    /// CPUs the process may run on, for pinning.
+    pub cpus: Arc<Vec<usize>>,
 }
 
 /// The worker thread's body. Returns its drain report.
 pub fn run(args: WorkerArgs) -> DrainReport {
-    let _ = monoio::utils::bind_to_cpu_set([args.id % num_cpus()]);
+    // Pin to the id-th CPU the process may use (not CPU `id`: under `taskset -c 1` worker 0
+    // belongs on CPU 1, not on the load generator's CPU 0).
+    if let Some(&cpu) = args.cpus.get(args.id % args.cpus.len().max(1)) {
+        let _ = monoio::utils::bind_to_cpu_set([cpu]);
+    }
     let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .with_entries(4096)
@@ -67,10 +73,6 @@ pub fn run(args: WorkerArgs) -> DrainReport {
         }
     };
     rt.block_on(worker_main(args))
-}
-
-fn num_cpus() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 async fn worker_main(args: WorkerArgs) -> DrainReport {
