@@ -146,3 +146,18 @@ impl Conn {
         self.has(flag::KILLED | flag::BROKEN)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per-connection state is a product feature (memory per idle connection): keep the
+    /// struct from growing unnoticed. The decoder is inline; an idle one owns no heap.
+    #[test]
+    fn conn_state_stays_small() {
+        let conn = std::mem::size_of::<Conn>();
+        let decoder = std::mem::size_of::<Option<Decoder>>();
+        println!("size_of::<Conn>() = {conn} B (decoder {decoder} B)");
+        assert!(conn <= 208, "Conn grew to {conn} bytes");
+    }
+}
