@@ -11,7 +11,7 @@ use bytes::BytesMut;
 use super::close::{self, parse_close_payload};
 use super::frame::{self, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, parse_header};
 use super::mask;
-use super::utf8::Utf8Stream;
+use super::utf8::{self, Utf8Stream};
 use super::{FrameHeader, OpCode, ProtocolError};
 
 /// Which side of the connection we are: a server requires masked frames, a client requires
@@ -474,7 +474,7 @@ impl Decoder {
                     let (start, end) = (*pos, *pos + h.payload_len as usize);
                     let payload = &mut input[start..end];
                     mask_opt(payload, key);
-                    if text && simdutf8::basic::from_utf8(payload).is_err() {
+                    if text && !utf8::validate(payload) {
                         return Err(E_UTF8);
                     }
                     *pos = end;
@@ -534,10 +534,11 @@ fn control_event(opcode: OpCode, payload: &[u8]) -> Result<Event<'_>, ProtocolEr
     })
 }
 
-/// Make room in `msg` for `chunk` more bytes of a frame of which `frame_remaining` bytes
-/// (including `chunk`) are still to come. Capacity never exceeds what the headers announced
-/// (`len + frame_remaining`, itself ≤ max_payload): the first reservation is at most
-/// `INITIAL_RESERVE`, then it doubles with the data that actually arrives.
+/// Make room in `msg` for `chunk` more bytes when at most `frame_remaining` more bytes
+/// (including `chunk`) may still be added: the rest of a final frame, or what is left of
+/// `max_payload` for a non-final fragment. Capacity never exceeds `len + frame_remaining`
+/// (so never `max_payload`): the first reservation is at most `INITIAL_RESERVE`, then it
+/// doubles with the data that actually arrives.
 fn reserve_for(msg: &mut BytesMut, chunk: usize, frame_remaining: u64) {
     let (len, cap) = (msg.len(), msg.capacity());
     if cap - len >= chunk {
@@ -881,6 +882,36 @@ mod tests {
         assert_eq!(d.decode(&mut []).unwrap().0, 0);
         assert_eq!(d.buffered_capacity(), 0);
         assert!(d.is_idle());
+    }
+
+    #[test]
+    fn many_fragments_grow_geometrically() {
+        // 20,000 small fragments: the buffer must not be reallocated per fragment
+        // (quadratic copying, Autobahn 9.3/9.4), yet stay within max_payload.
+        let max = 1 << 20;
+        let mut d = server(max);
+        let mut capacities = std::collections::BTreeSet::new();
+        let mut frame_buf = Vec::new();
+        for i in 0..20_000 {
+            frame_buf.clear();
+            let op = if i == 0 {
+                OpCode::Binary
+            } else {
+                OpCode::Continuation
+            };
+            encode_client_frame(&mut frame_buf, false, op, &[i as u8; 10], KEY);
+            let (n, ev) = d.decode(&mut frame_buf).unwrap();
+            assert_eq!((n, ev.is_none()), (frame_buf.len(), true));
+            capacities.insert(d.buffered_capacity());
+            assert!(d.buffered_capacity() <= max);
+        }
+        assert!(capacities.len() <= 24, "{} reallocations", capacities.len());
+        let mut last = frame(true, OpCode::Continuation, b"!");
+        let (_, ev) = d.decode(&mut last).unwrap();
+        match ev {
+            Some(Event::Binary(p)) => assert_eq!(p.as_slice().len(), 200_001),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

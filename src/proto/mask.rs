@@ -7,47 +7,56 @@
 
 use std::sync::OnceLock;
 
-/// Payloads shorter than this go to the word kernel: below it the SIMD kernels' key
-/// broadcast, indirect call and scalar tail cost more than they save. Measured with
-/// `benches/unmask.rs` (see the table in its header comment).
-pub const SIMD_MIN_LEN: usize = 64;
+/// Below this length `unmask` uses the word kernel (a 16-byte vector does not fit). The
+/// thresholds here were measured with `UNMASK_CALIBRATE=1 cargo bench --bench unmask`
+/// (table in that file's header).
+pub const SIMD_MIN_LEN: usize = 16;
 
-/// A kernel as stored by the dispatcher. `unsafe` because the SIMD ones are
-/// `#[target_feature]` functions: calling them is only sound where detection said yes.
-type Kernel = unsafe fn(&mut [u8], [u8; 4], usize) -> usize;
+/// From this length `unmask` uses AVX2 when the CPU has it; below, SSE2 (x86-64) is as fast
+/// or faster (measured crossover 256-384 B): the SSE2 kernel inlines into its caller, while
+/// the `#[target_feature]` AVX2 one is an out-of-line call with a `vzeroupper`.
+pub const AVX2_MIN_LEN: usize = 384;
 
-/// The large-payload kernel, picked once on first use.
-static KERNEL: OnceLock<(Kernel, &'static str)> = OnceLock::new();
+/// Runtime AVX2 detection, done once.
+#[cfg(target_arch = "x86_64")]
+static HAS_AVX2: OnceLock<bool> = OnceLock::new();
 
-fn select() -> (Kernel, &'static str) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx2") {
-            return (x86::avx2 as Kernel, "avx2");
-        }
-        (x86::sse2 as Kernel, "sse2")
-    }
-    #[cfg(target_arch = "aarch64")]
-    {
-        (arm::neon as Kernel, "neon")
-    }
-    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
-    {
-        (unmask_word as Kernel, "word")
-    }
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn has_avx2() -> bool {
+    *HAS_AVX2.get_or_init(|| std::is_x86_feature_detected!("avx2"))
 }
 
-/// Name of the kernel `unmask` uses for payloads of at least `SIMD_MIN_LEN` bytes.
+/// Which kernels `unmask` dispatches to on this machine, by length (for logs and benches).
 pub fn selected_kernel() -> &'static str {
-    KERNEL.get_or_init(select).1
+    static NAME: OnceLock<String> = OnceLock::new();
+    NAME.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if has_avx2() {
+                format!("word <{SIMD_MIN_LEN} B, sse2 <{AVX2_MIN_LEN} B, avx2")
+            } else {
+                format!("word <{SIMD_MIN_LEN} B, sse2")
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            format!("word <{SIMD_MIN_LEN} B, neon")
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        {
+            "word".to_string()
+        }
+    })
 }
 
 /// The key rotated so that its byte 0 applies to the first byte of the buffer.
 #[inline(always)]
 fn rotate_key(key: [u8; 4], phase: usize) -> [u8; 4] {
-    let mut k = key;
-    k.rotate_left(phase & 3);
-    k
+    // A register rotate: `<[u8]>::rotate_left` is an out-of-line generic call that cost
+    // ~10 ns per unmask (seen in the 1 KiB benchmark).
+    let bits = 8 * (phase & 3) as u32;
+    u32::from_le_bytes(key).rotate_right(bits).to_le_bytes()
 }
 
 /// Unmask `buf` in place with `key`, starting at mask phase `phase % 4` (the index within
@@ -58,10 +67,22 @@ pub fn unmask(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
     if buf.len() < SIMD_MIN_LEN {
         return unmask_word(buf, key, phase);
     }
-    let kernel = KERNEL.get_or_init(select).0;
-    // SAFETY: `select` only returns a `#[target_feature]` kernel after runtime detection
-    // confirmed the feature on this CPU (or the feature is part of the target baseline).
-    unsafe { kernel(buf, key, phase) }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if buf.len() >= AVX2_MIN_LEN && has_avx2() {
+            // SAFETY: AVX2 presence was checked at runtime (`has_avx2`).
+            return unsafe { x86::avx2(buf, key, phase) };
+        }
+        x86::sse2(buf, key, phase)
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        arm::neon(buf, key, phase)
+    }
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    {
+        unmask_word(buf, key, phase)
+    }
 }
 
 /// The reference: one byte at a time.
@@ -104,8 +125,7 @@ pub fn unmask_word(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
 pub fn unmask_sse2(buf: &mut [u8], key: [u8; 4], phase: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
-        // SAFETY: SSE2 is part of the x86-64 baseline, always present.
-        Some(unsafe { x86::sse2(buf, key, phase) })
+        Some(x86::sse2(buf, key, phase))
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -119,7 +139,7 @@ pub fn unmask_sse2(buf: &mut [u8], key: [u8; 4], phase: usize) -> Option<usize> 
 pub fn unmask_avx2(buf: &mut [u8], key: [u8; 4], phase: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::is_x86_feature_detected!("avx2") {
+        if has_avx2() {
             // SAFETY: AVX2 was detected on this CPU just above.
             return Some(unsafe { x86::avx2(buf, key, phase) });
         }
@@ -128,8 +148,24 @@ pub fn unmask_avx2(buf: &mut [u8], key: [u8; 4], phase: usize) -> Option<usize> 
     None
 }
 
-/// AVX-512F kernel (64 bytes per op). Not used by the dispatcher (see `select`): exposed
-/// for the benchmark comparison. `None` when the CPU has no AVX-512F.
+/// AVX2 kernel that never aligns its body to 32 bytes (for the benchmark comparison; the
+/// dispatcher uses `unmask_avx2`). `None` when the CPU has no AVX2.
+pub fn unmask_avx2_unaligned(buf: &mut [u8], key: [u8; 4], phase: usize) -> Option<usize> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if has_avx2() {
+            // SAFETY: AVX2 was detected on this CPU just above.
+            return Some(unsafe { x86::avx2_unaligned(buf, key, phase) });
+        }
+    }
+    let _ = (buf, key, phase);
+    None
+}
+
+/// AVX-512F kernel (64 bytes per op). Not used by the dispatcher: exposed for the
+/// benchmark comparison. On Skylake-SP/Cascade Lake even "light" 512-bit instructions move
+/// the core to a lower frequency license for milliseconds, slowing everything else the
+/// worker does, which a microbenchmark does not show. `None` when the CPU has no AVX-512F.
 pub fn unmask_avx512(buf: &mut [u8], key: [u8; 4], phase: usize) -> Option<usize> {
     #[cfg(target_arch = "x86_64")]
     {
@@ -161,132 +197,250 @@ mod x86 {
 
     use super::{rotate_key, unmask_word};
 
-    /// Buffers at least this long get a scalar prologue up to a 32-byte boundary so that
-    /// the vector loop never splits a cache line (a split load/store costs a second
-    /// access; payloads follow a 2-14 byte header so they are rarely aligned).
-    const ALIGN_MIN_LEN: usize = 256;
+    /// From this length the AVX2 body starts at a 32-byte boundary, so no load or store of
+    /// the main loop splits a cache line. Payloads follow a 2-14 byte header and are rarely
+    /// aligned; measured at offsets 6 and 13: from ~768 B the split accesses cost up to 30%,
+    /// below ~700 B saving/restoring the first vector costs more than alignment saves.
+    const ALIGN_MIN_LEN: usize = 704;
 
+    /// The key, rotated for a vector starting at stream position `at`, in every lane.
+    #[inline(always)]
+    fn key_word(key: [u8; 4], at: usize) -> i32 {
+        i32::from_ne_bytes(rotate_key(key, at))
+    }
+
+    /// XOR the 16 bytes at `p` with `kv`.
+    ///
     /// # Safety
-    /// The CPU must support SSE2 (always true on x86-64).
-    #[target_feature(enable = "sse2")]
-    pub(super) unsafe fn sse2(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
+    /// `p..p + 16` must be valid for reads and writes.
+    #[inline(always)]
+    unsafe fn xor16(p: *mut u8, kv: __m128i) {
+        let p = p.cast::<__m128i>();
+        // SAFETY: the caller guarantees 16 valid bytes; unaligned access; SSE2 is baseline.
+        unsafe { _mm_storeu_si128(p, _mm_xor_si128(_mm_loadu_si128(p), kv)) }
+    }
+
+    /// The 16 bytes at `p`.
+    ///
+    /// # Safety
+    /// `p..p + 16` must be valid for reads.
+    #[inline(always)]
+    unsafe fn load16(p: *const u8) -> __m128i {
+        // SAFETY: the caller guarantees 16 readable bytes; unaligned load; SSE2 is baseline.
+        unsafe { _mm_loadu_si128(p.cast()) }
+    }
+
+    #[inline(always)]
+    fn key_vec128(k: i32) -> __m128i {
+        // SAFETY: SSE2 is part of the x86-64 baseline; no memory is accessed.
+        unsafe { _mm_set1_epi32(k) }
+    }
+
+    /// SSE2 is part of the x86-64 baseline: a safe function that inlines into its callers.
+    ///
+    /// Head and tail without scalar loops: the first and last 16 bytes are loaded before the
+    /// body is processed and stored, unmasked, after it. They may overlap the body (and each
+    /// other), which is harmless because they are computed from the original bytes.
+    #[inline]
+    pub(super) fn sse2(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
         let len = buf.len();
-        let k = rotate_key(key, phase);
-        let kv = _mm_set1_epi32(i32::from_ne_bytes(k));
+        if len < 16 {
+            return unmask_word(buf, key, phase);
+        }
+        let kv = key_vec128(key_word(key, phase));
+        let k_last = key_vec128(key_word(key, phase + len)); // position len - 16 ≡ len (mod 4)
+        let p = buf.as_mut_ptr();
+        // SAFETY: `len >= 16`: the first and last 16 bytes are in bounds.
+        let (first, last) = unsafe { (load16(p), load16(p.add(len - 16))) };
         let mut blocks = buf.chunks_exact_mut(64);
         for c in &mut blocks {
-            let p = c.as_mut_ptr().cast::<__m128i>();
-            // SAFETY: `c` is exactly 64 bytes, so `p.add(0..4)` covers it; unaligned
-            // loads/stores have no alignment requirement.
+            let q = c.as_mut_ptr();
+            // SAFETY: `c` is 64 bytes long.
             unsafe {
-                let a = _mm_loadu_si128(p);
-                let b = _mm_loadu_si128(p.add(1));
-                let d = _mm_loadu_si128(p.add(2));
-                let e = _mm_loadu_si128(p.add(3));
-                _mm_storeu_si128(p, _mm_xor_si128(a, kv));
-                _mm_storeu_si128(p.add(1), _mm_xor_si128(b, kv));
-                _mm_storeu_si128(p.add(2), _mm_xor_si128(d, kv));
-                _mm_storeu_si128(p.add(3), _mm_xor_si128(e, kv));
+                xor16(q, kv);
+                xor16(q.add(16), kv);
+                xor16(q.add(32), kv);
+                xor16(q.add(48), kv);
             }
         }
-        let mut singles = blocks.into_remainder().chunks_exact_mut(16);
-        for c in &mut singles {
-            let p = c.as_mut_ptr().cast::<__m128i>();
-            // SAFETY: `c` is exactly 16 bytes; unaligned access.
-            unsafe { _mm_storeu_si128(p, _mm_xor_si128(_mm_loadu_si128(p), kv)) };
+        for c in blocks.into_remainder().chunks_exact_mut(16) {
+            // SAFETY: `c` is 16 bytes long.
+            unsafe { xor16(c.as_mut_ptr(), kv) };
         }
-        // 64 and 16 are multiples of 4: the tail starts at phase 0 of the rotated key.
-        unmask_word(singles.into_remainder(), k, 0);
+        // The < 16 bytes left over lie within the last 16 (and the pointer is derived anew
+        // after the loops' reborrows of `buf`).
+        let p = buf.as_mut_ptr();
+        // SAFETY: `len >= 16`: the first and last 16 bytes are in bounds; SSE2 is baseline.
+        unsafe {
+            _mm_storeu_si128(p.add(len - 16).cast(), _mm_xor_si128(last, k_last));
+            _mm_storeu_si128(p.cast(), _mm_xor_si128(first, kv));
+        }
         (phase + len) & 3
     }
 
+    /// XOR the 32 bytes at `p` with `kv`.
+    ///
     /// # Safety
-    /// The CPU must support AVX2.
+    /// `p..p + 32` must be valid for reads and writes; the CPU must support AVX2.
+    #[inline]
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn avx2(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
-        let len = buf.len();
-        let (head, body) = if len >= ALIGN_MIN_LEN {
-            let h = buf.as_ptr().align_offset(32).min(len);
-            buf.split_at_mut(h)
-        } else {
-            buf.split_at_mut(0)
-        };
-        let body_phase = unmask_word(head, key, phase);
-        let k = rotate_key(key, body_phase);
-        let kv = _mm256_set1_epi32(i32::from_ne_bytes(k));
+    unsafe fn xor32(p: *mut u8, kv: __m256i) {
+        let p = p.cast::<__m256i>();
+        // SAFETY: the caller guarantees 32 valid bytes; unaligned access.
+        unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), kv)) }
+    }
+
+    /// XOR every whole 32-byte unit of `body` with `kv`, 128 bytes per iteration; returns
+    /// how many bytes (< 32) were left at the end.
+    ///
+    /// Slice chunks rather than an index loop: LLVM then emits base+displacement addressing
+    /// and a single fused compare-and-branch; the indexed form it produced for the index
+    /// loop ran at ~75% of this speed on Cascade Lake (un-laminated micro-ops).
+    ///
+    /// A safe `#[target_feature]` function: callable without `unsafe` only from code that
+    /// has AVX2 enabled itself.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn xor_body_avx2(body: &mut [u8], kv: __m256i) -> usize {
         let mut blocks = body.chunks_exact_mut(128);
         for c in &mut blocks {
-            let p = c.as_mut_ptr().cast::<__m256i>();
-            // SAFETY: `c` is exactly 128 bytes, so `p.add(0..4)` covers it; unaligned
-            // loads/stores have no alignment requirement.
+            let q = c.as_mut_ptr();
+            // SAFETY: `c` is 128 bytes long; AVX2 is enabled in this function.
             unsafe {
-                let a = _mm256_loadu_si256(p);
-                let b = _mm256_loadu_si256(p.add(1));
-                let d = _mm256_loadu_si256(p.add(2));
-                let e = _mm256_loadu_si256(p.add(3));
-                _mm256_storeu_si256(p, _mm256_xor_si256(a, kv));
-                _mm256_storeu_si256(p.add(1), _mm256_xor_si256(b, kv));
-                _mm256_storeu_si256(p.add(2), _mm256_xor_si256(d, kv));
-                _mm256_storeu_si256(p.add(3), _mm256_xor_si256(e, kv));
+                xor32(q, kv);
+                xor32(q.add(32), kv);
+                xor32(q.add(64), kv);
+                xor32(q.add(96), kv);
             }
         }
         let mut singles = blocks.into_remainder().chunks_exact_mut(32);
         for c in &mut singles {
-            let p = c.as_mut_ptr().cast::<__m256i>();
-            // SAFETY: `c` is exactly 32 bytes; unaligned access.
-            unsafe { _mm256_storeu_si256(p, _mm256_xor_si256(_mm256_loadu_si256(p), kv)) };
+            // SAFETY: `c` is 32 bytes long; AVX2 is enabled in this function.
+            unsafe { xor32(c.as_mut_ptr(), kv) };
         }
-        let rest = singles.into_remainder();
-        if rest.len() >= 16 {
-            let (c, tail) = rest.split_at_mut(16);
-            let kv = _mm256_castsi256_si128(kv);
-            let p = c.as_mut_ptr().cast::<__m128i>();
-            // SAFETY: `c` is exactly 16 bytes; unaligned access (SSE2 is implied by AVX2).
-            unsafe { _mm_storeu_si128(p, _mm_xor_si128(_mm_loadu_si128(p), kv)) };
-            unmask_word(tail, k, 0);
+        singles.into_remainder().len()
+    }
+
+    /// AVX2, 128 bytes per iteration. Head and tail as in `sse2`: the last 32 bytes (and,
+    /// when the body is aligned, the first 32) are loaded before the body and stored after
+    /// it, computed from the original bytes, so no scalar loop is needed.
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn avx2(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
+        avx2_impl(buf, key, phase, true)
+    }
+
+    /// Same as `avx2`, never aligning the body (benchmark comparison only).
+    ///
+    /// # Safety
+    /// The CPU must support AVX2.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn avx2_unaligned(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
+        avx2_impl(buf, key, phase, false)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn avx2_impl(buf: &mut [u8], key: [u8; 4], phase: usize, align: bool) -> usize {
+        let len = buf.len();
+        if len < 32 {
+            return sse2(buf, key, phase);
+        }
+        let p = buf.as_mut_ptr();
+        // Where the body starts: ≤ 31 bytes in, covered by the saved first 32 bytes.
+        let start = if align && len >= ALIGN_MIN_LEN {
+            p.align_offset(32).min(31)
         } else {
-            unmask_word(rest, k, 0);
+            0
+        };
+        // SAFETY: `len >= 32`: the first and last 32 bytes are in bounds.
+        let (first, last) = unsafe {
+            (
+                _mm256_loadu_si256(p.cast::<__m256i>()),
+                _mm256_loadu_si256(p.add(len - 32).cast::<__m256i>()),
+            )
+        };
+        let rest = xor_body_avx2(
+            &mut buf[start..],
+            _mm256_set1_epi32(key_word(key, phase + start)),
+        );
+        debug_assert!(rest < 32);
+        // The `rest` after the body lies in the last 32 bytes (position len - 32 ≡ len mod 4),
+        // the bytes before `start` in the first 32.
+        let p = buf.as_mut_ptr();
+        // SAFETY: `len >= 32`: the first and last 32 bytes are in bounds.
+        unsafe {
+            let k_last = _mm256_set1_epi32(key_word(key, phase + len));
+            _mm256_storeu_si256(p.add(len - 32).cast(), _mm256_xor_si256(last, k_last));
+            if start > 0 {
+                let k_first = _mm256_set1_epi32(key_word(key, phase));
+                _mm256_storeu_si256(p.cast(), _mm256_xor_si256(first, k_first));
+            }
         }
         (phase + len) & 3
     }
 
+    /// XOR the 64 bytes at `p` with `kv`.
+    ///
+    /// # Safety
+    /// `p..p + 64` must be valid for reads and writes; the CPU must support AVX-512F.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn xor64(p: *mut u8, kv: __m512i) {
+        let p = p.cast::<__m512i>();
+        // SAFETY: the caller guarantees 64 valid bytes; unaligned access.
+        unsafe { _mm512_storeu_si512(p, _mm512_xor_si512(_mm512_loadu_si512(p), kv)) }
+    }
+
+    /// AVX-512F, 256 bytes per iteration, same head/tail scheme as `avx2`.
+    ///
     /// # Safety
     /// The CPU must support AVX-512F.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn avx512(buf: &mut [u8], key: [u8; 4], phase: usize) -> usize {
         let len = buf.len();
-        let (head, body) = if len >= ALIGN_MIN_LEN {
-            let h = buf.as_ptr().align_offset(64).min(len);
-            buf.split_at_mut(h)
+        if len < 64 {
+            return sse2(buf, key, phase);
+        }
+        let p = buf.as_mut_ptr();
+        let start = if len >= ALIGN_MIN_LEN {
+            p.align_offset(64).min(63)
         } else {
-            buf.split_at_mut(0)
+            0
         };
-        let body_phase = unmask_word(head, key, phase);
-        let k = rotate_key(key, body_phase);
-        let kv = _mm512_set1_epi32(i32::from_ne_bytes(k));
-        let mut blocks = body.chunks_exact_mut(256);
+        // SAFETY: `len >= 64`: the first and last 64 bytes are in bounds.
+        let (first, last) = unsafe {
+            (
+                _mm512_loadu_si512(p.cast::<__m512i>()),
+                _mm512_loadu_si512(p.add(len - 64).cast::<__m512i>()),
+            )
+        };
+        let kv = _mm512_set1_epi32(key_word(key, phase + start));
+        let mut blocks = buf[start..].chunks_exact_mut(256);
         for c in &mut blocks {
-            let p = c.as_mut_ptr().cast::<__m512i>();
-            // SAFETY: `c` is exactly 256 bytes, so `p.add(0..4)` covers it; unaligned
-            // loads/stores have no alignment requirement.
+            let q = c.as_mut_ptr();
+            // SAFETY: `c` is 256 bytes long; AVX-512F is the caller's contract.
             unsafe {
-                let a = _mm512_loadu_si512(p);
-                let b = _mm512_loadu_si512(p.add(1));
-                let d = _mm512_loadu_si512(p.add(2));
-                let e = _mm512_loadu_si512(p.add(3));
-                _mm512_storeu_si512(p, _mm512_xor_si512(a, kv));
-                _mm512_storeu_si512(p.add(1), _mm512_xor_si512(b, kv));
-                _mm512_storeu_si512(p.add(2), _mm512_xor_si512(d, kv));
-                _mm512_storeu_si512(p.add(3), _mm512_xor_si512(e, kv));
+                xor64(q, kv);
+                xor64(q.add(64), kv);
+                xor64(q.add(128), kv);
+                xor64(q.add(192), kv);
             }
         }
-        let mut singles = blocks.into_remainder().chunks_exact_mut(64);
-        for c in &mut singles {
-            let p = c.as_mut_ptr().cast::<__m512i>();
-            // SAFETY: `c` is exactly 64 bytes; unaligned access.
-            unsafe { _mm512_storeu_si512(p, _mm512_xor_si512(_mm512_loadu_si512(p), kv)) };
+        for c in blocks.into_remainder().chunks_exact_mut(64) {
+            // SAFETY: `c` is 64 bytes long.
+            unsafe { xor64(c.as_mut_ptr(), kv) };
         }
-        unmask_word(singles.into_remainder(), k, 0);
+        let k_last = _mm512_set1_epi32(key_word(key, phase + len));
+        let k_first = _mm512_set1_epi32(key_word(key, phase));
+        let p = buf.as_mut_ptr();
+        // SAFETY: `len >= 64`: the first and last 64 bytes are in bounds.
+        unsafe {
+            _mm512_storeu_si512(p.add(len - 64).cast(), _mm512_xor_si512(last, k_last));
+            _mm512_storeu_si512(p.cast(), _mm512_xor_si512(first, k_first));
+        }
         (phase + len) & 3
     }
 }
@@ -344,6 +498,7 @@ mod tests {
             ("word", |b, k, p| Some(unmask_word(b, k, p))),
             ("sse2", unmask_sse2),
             ("avx2", unmask_avx2),
+            ("avx2_unaligned", unmask_avx2_unaligned),
             ("avx512", unmask_avx512),
             ("neon", unmask_neon),
         ]
