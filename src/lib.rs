@@ -4,7 +4,9 @@
 //! - [`pubsub`]: topics, the cross-core interest table and the bounded bus.
 //! - [`server`]: sockets, workers, the flush cycle, timers and shutdown.
 //! - [`config`]: flags and their validation; [`metrics`]: counters and exposition.
+//! - [`check`]: `ringcast check`, the host-limits check and capacity plan.
 
+pub mod check;
 pub mod config;
 pub mod metrics;
 pub mod proto;

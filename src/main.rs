@@ -1,6 +1,6 @@
 //! The `ringcast` binary: parse the configuration, start the workers, print where it
 //! listens, and run until SIGTERM/SIGINT (graceful mass close) — a second signal exits at
-//! once.
+//! once. `ringcast check [FLAGS]` checks the host's limits against those flags instead.
 
 use std::process::ExitCode;
 
@@ -15,8 +15,14 @@ use ringcast::server::{Server, StartError, driver_name};
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() -> ExitCode {
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `ringcast check ...`: the host check (reads only, starts nothing).
+    if argv.get(1).is_some_and(|a| a == "check") {
+        argv.remove(1);
+        return ringcast::check::main(argv);
+    }
     // Flags > RINGCAST_* environment > --config file > defaults; errors exit 2.
-    let loaded = config::load(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    let loaded = config::load(argv).unwrap_or_else(|e| e.exit());
     if loaded.print_config {
         return match loaded.config.to_toml() {
             Ok(text) => {

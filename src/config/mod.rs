@@ -15,7 +15,7 @@ mod print;
 mod sources;
 pub mod units;
 
-pub use sources::{LoadError, Loaded, load};
+pub use sources::{LoadError, Loaded, load, load_with};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -52,7 +52,11 @@ flag names (max_payload = \"1MiB\"). A flag on the command line wins over the en
 the environment over the file, the file over the default; --print-config shows the result.
 Sizes accept 65536, 64KiB, 1MiB; durations accept 500ms, 5s, 2m.
 On SIGTERM/SIGINT every WebSocket gets close 1001 and the server exits 0; a second
-signal exits at once.";
+signal exits at once.
+
+`ringcast check [FLAGS] [--json] [--plan ...]` inspects this host's limits against the
+configuration those flags give, and exits 0 if it fits, 1 if something must change (see
+`ringcast check --help` and tuning/README.md).";
 
 /// Command-line flags of the `ringcast` server.
 #[derive(Parser, Debug, Clone)]

@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use clap::builder::Resettable;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches};
+use clap::{ArgMatches, Command, CommandFactory, FromArgMatches};
 
 use super::file::{self, Entry};
 use super::{Args, Config};
@@ -104,6 +104,17 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString>,
 {
+    load_with(Args::command(), argv).map(|(loaded, _)| loaded)
+}
+
+/// As [`load`], parsing the command line with `cmd`: the server's flags (`Args::command()`)
+/// plus flags of a subcommand's own (`ringcast check --json`). The matches are returned so
+/// the caller reads those. The config file's keys stay exactly the server's flags.
+pub fn load_with<I, T>(cmd: Command, argv: I) -> Result<(Loaded, ArgMatches), LoadError>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
     let mut argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
     if argv.is_empty() {
         argv.push("ringcast".into());
@@ -115,7 +126,8 @@ where
 
     // Pass 1: command line and environment. Cross-flag requirements wait for pass 2, as
     // the file may supply the partner flag.
-    let first = Args::command()
+    let first = cmd
+        .clone()
         .mut_args(|a| a.requires(Resettable::Reset).required(false))
         .try_get_matches_from(&argv)
         .map_err(|e| clap_err(e, None))?;
@@ -142,7 +154,7 @@ where
     // any `--`), so each reads as if typed there.
     let injected = from_file.iter().flat_map(|e| e.args.iter().cloned());
     argv.splice(1..1, injected);
-    let mut cmd = Args::command();
+    let mut cmd = cmd;
     let matches = cmd
         .try_get_matches_from_mut(&argv)
         .map_err(|e| clap_err(e, file_path.filter(|_| !from_file.is_empty())))?;
@@ -160,10 +172,13 @@ where
             _ => LoadError::Invalid(inv.to_string()),
         }
     })?;
-    Ok(Loaded {
-        config,
-        print_config,
-    })
+    Ok((
+        Loaded {
+            config,
+            print_config,
+        },
+        matches,
+    ))
 }
 
 #[cfg(test)]
