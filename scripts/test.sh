@@ -30,7 +30,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 STEP="cargo test (profile ci)"
 section "$STEP"
 # Unit, property and integration tests; the integration tests start target/ci/ringcast.
-cargo test --profile ci --workspace
+# loadgen's scenario tests drive the same server binary (RINGCAST_BIN), built by this step.
+RINGCAST_BIN="$ROOT/target/ci/ringcast" cargo test --profile ci --workspace
 
 STEP="Autobahn TestSuite"
 section "$STEP"

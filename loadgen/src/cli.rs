@@ -1,0 +1,385 @@
+//! Command line (clap). Every flag's value is checked by clap, so a bad value exits 2 with
+//! a message naming the flag.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Serialize;
+
+/// A duration flag (`500ms`, `5s`, `2m`), shown back as written.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Dur(pub Duration);
+
+impl fmt::Display for Dur {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(self.0.as_secs_f64())
+    }
+}
+
+fn dur(s: &str) -> Result<Dur, String> {
+    crate::clock::parse_duration(s).map(Dur)
+}
+
+fn size(s: &str) -> Result<usize, String> {
+    crate::clock::parse_size(s)
+}
+
+/// `--source-ips` value.
+#[derive(Clone, Debug, Serialize)]
+pub struct SourceIps(pub Vec<IpAddr>);
+
+fn source_ips(s: &str) -> Result<SourceIps, String> {
+    crate::net::parse_source_ips(s).map(SourceIps)
+}
+
+fn positive_rate(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a non-negative number")),
+    }
+}
+
+fn ratio(s: &str) -> Result<f64, String> {
+    match s.trim_end_matches('%').parse::<f64>() {
+        Ok(v) if s.ends_with('%') && (0.0..=100.0).contains(&v) => Ok(v / 100.0),
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a loss ratio (0 .. 1, or a percentage like 0.1%)"
+        )),
+    }
+}
+
+const ABOUT: &str = "Load generator for WebSocket (RFC 6455) pub/sub servers: latency from the \
+scheduled send time, delivery, connection storms and close behaviour.";
+
+const LONG_ABOUT: &str = "\
+Load generator for WebSocket (RFC 6455) pub/sub servers such as ringcast.
+
+It drives any server with the endpoint shapes /sub/{topics}, /pub/{topic} (paths are \
+configurable) and measures latency as receive time minus the *scheduled* send time \
+(coordinated-omission corrected, like wrk2), delivery (loss, duplicates, reordering per \
+publisher), the connection phase, CPU on both sides, and how connections close (WHATWG \
+close events: code, clean/abnormal, error-before-1006).
+
+Scenarios:
+  fanout    S subscribers over T topics, P publishers at a fixed total rate
+  connect   a connection storm: N connections as fast as accepted (or --connect-rate)
+  close     close-behaviour probes (1009, 1007, 1002, slow consumer) under fan-out load
+  shutdown  hold N connections, SIGTERM the server, time every 1001
+  capacity  find the highest rate (or subscriber count) that meets an SLO
+
+Every scenario stops by itself (--duration / --timeout). Exit codes: 0 pass, 1 a check \
+failed (--max-p99, --max-loss, --expect-close, a failed probe, an unmet expectation), \
+2 bad flags, 3 the run could not be carried out (server unreachable, timeout).";
+
+const EXAMPLES: &str = "\
+Examples:
+  loadgen fanout --subscribers 1000 --rate 1000 --duration 10s --server-pid $(pidof ringcast)
+  loadgen connect --connections 10000 --connect-rate 20000 --source-ips 127.0.0.2-127.0.0.20
+  loadgen close --max-payload 1MiB --server-close-timeout 1s
+  loadgen shutdown --connections 10000 --server-pid $(pidof ringcast)
+  loadgen capacity --subscribers 1000 --slo-p99 10ms --slo-loss 0 --plot capacity.svg";
+
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Fan-out: S subscribers over T topics, P publishers at --rate msgs/s in total.
+    ///
+    /// Subscriber i subscribes to topic i % T; publisher p publishes to topic p % T at
+    /// rate/P msgs/s on a fixed schedule (staggered). After --warmup, every delivery in
+    /// the --duration window is measured; the run then waits up to --drain for stragglers
+    /// and closes every connection with 1000.
+    #[command(
+        after_help = "Example:\n  loadgen fanout --subscribers 1000 --topics 1 --publishers 1 \
+--rate 2000 --size 64 --warmup 1s --duration 10s --server-pid $(pidof ringcast) --json out.json \
+--hgrm out.hgrm --plot out.svg"
+    )]
+    Fanout(FanoutCmd),
+    /// Connection storm: open N connections (as fast as accepted, or at --connect-rate),
+    /// hold them, close them; connect+handshake latency and failures by cause.
+    #[command(
+        after_help = "Example:\n  loadgen connect --connections 10000 --connect-rate 20000 \
+--hold 2s --source-ips 127.0.0.2-127.0.0.20"
+    )]
+    Connect(ConnectCmd),
+    /// Close-behaviour probes under background fan-out load: oversized message (1009),
+    /// invalid UTF-8 (1007), RSV bit and unmasked frame (1002), slow consumer (1008 or
+    /// drops); each also checked for the RFC 6455 §7.1.7 shape: close frame, then the
+    /// server's FIN while we keep sending, then the socket closed within
+    /// --server-close-timeout. Exit 1 if any probe fails.
+    #[command(
+        after_help = "Example:\n  loadgen close --max-payload 1MiB --max-buffered 4MiB \
+--server-close-timeout 1s --expect slow=1008\n  loadgen close --expect slow=drop   # server runs \
+--slow-consumer drop"
+    )]
+    Close(CloseCmd),
+    /// Graceful shutdown: hold N connections (optionally under --load), SIGTERM
+    /// --server-pid (or wait for an external shutdown), time each close frame; expects
+    /// 1001 on every connection (--expect-close to change).
+    #[command(
+        after_help = "Example:\n  loadgen shutdown --connections 10000 --server-pid \
+$(pidof ringcast) --json shutdown.json"
+    )]
+    Shutdown(ShutdownCmd),
+    /// Capacity search: step the rate (or --search subscribers) up by --factor until the
+    /// SLO (--slo-p99, --slo-loss) fails, then bisect; prints every step and the answer.
+    #[command(
+        after_help = "Example:\n  loadgen capacity --subscribers 1000 --start 1000 \
+--slo-p99 10ms --slo-loss 0 --step-duration 3s --plot capacity.svg"
+    )]
+    Capacity(CapacityCmd),
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct Common {
+    /// Server URL: ws://host:port (wss:// for TLS). The path comes from the *-path flags.
+    #[arg(long, default_value = "ws://127.0.0.1:9001")]
+    pub url: String,
+    /// Engine threads (one io_uring runtime each); default: all cores we may run on.
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Source addresses to spread connections over (bind before connect), e.g.
+    /// 127.0.0.2-127.0.0.20; needed past ~28k connections to one address.
+    #[arg(long, value_parser = source_ips)]
+    pub source_ips: Option<SourceIps>,
+    /// Subscriber path; {topics} (or {topic}) is replaced by the topic list, else the
+    /// topic is appended.
+    #[arg(long, default_value = "/sub/{topics}")]
+    pub sub_path: String,
+    /// Publisher path; {topic} is replaced, else the topic is appended.
+    #[arg(long, default_value = "/pub/{topic}")]
+    pub pub_path: String,
+    /// Publish-and-subscribe path template (reserved: no scenario opens /pubsub
+    /// connections yet).
+    #[arg(long, default_value = "/pubsub/{topic}")]
+    pub pubsub_path: String,
+    /// Topic names are PREFIX0, PREFIX1, ...
+    #[arg(long, default_value = "lg-")]
+    pub topic_prefix: String,
+    /// wss://: accept any certificate (self-signed test servers).
+    #[arg(long)]
+    pub insecure: bool,
+    /// wss://: trust the CA certificate(s) in this PEM file.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Connect + handshake deadline per connection.
+    #[arg(long, default_value = "5s", value_parser = dur)]
+    pub connect_timeout: Dur,
+    /// How long we wait for the server to close TCP once the close handshake started
+    /// before we shut the socket ourselves (counted as forced).
+    #[arg(long, default_value = "5s", value_parser = dur)]
+    pub close_timeout: Dur,
+    /// Connects in flight at once (over all threads).
+    #[arg(long, default_value_t = 512)]
+    pub connect_concurrency: usize,
+    /// Read buffer per connection (default: 64KiB, smaller past 4k connections so that
+    /// all buffers stay under 256 MiB; never below 4KiB).
+    #[arg(long, value_parser = size)]
+    pub read_buf: Option<usize>,
+    /// Largest message accepted from the server.
+    #[arg(long, default_value = "64MiB", value_parser = size)]
+    pub max_message: usize,
+    /// Server process to watch: its CPU (utime+stime) and RSS go in the report;
+    /// `shutdown` signals it.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Write the report as JSON (schema loadgen/1, see README).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the latency histogram as HdrHistogram percentile-distribution text (ms).
+    #[arg(long)]
+    pub hgrm: Option<PathBuf>,
+    /// Write an SVG chart: latency by percentile (capacity: rate vs p50/p99).
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Check: p99 latency at most this (exit 1 otherwise).
+    #[arg(long, value_parser = dur)]
+    pub max_p99: Option<Dur>,
+    /// Check: loss ratio at most this (0 = none; 0.1% accepted).
+    #[arg(long, value_parser = ratio)]
+    pub max_loss: Option<f64>,
+    /// Check: every connection closed with this code.
+    #[arg(long)]
+    pub expect_close: Option<u16>,
+    /// Hard bound on the whole run (default: from the scenario's phases + 60s); past it
+    /// loadgen reports what it has and exits 3.
+    #[arg(long, value_parser = dur)]
+    pub timeout: Option<Dur>,
+    /// Progress bar on stderr: auto (when a terminal), always, never.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
+    pub progress: String,
+}
+
+/// Fan-out load shape.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct Load {
+    /// Subscribers (S).
+    #[arg(long, default_value_t = 100)]
+    pub subscribers: u32,
+    /// Topics (T); subscriber i is on topic i % T.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub topics: u32,
+    /// Publishers (P); publisher p is on topic p % T.
+    #[arg(long, default_value_t = 1)]
+    pub publishers: u32,
+    /// Messages per second published, over all publishers.
+    #[arg(long, default_value = "1000", value_parser = positive_rate)]
+    pub rate: f64,
+    /// Message size in bytes (at least the 24-byte measurement header).
+    #[arg(long, default_value = "64", value_parser = size)]
+    pub size: usize,
+    /// Publishing before the measurement window.
+    #[arg(long, default_value = "1s", value_parser = dur)]
+    pub warmup: Dur,
+    /// The measurement window.
+    #[arg(long, default_value = "5s", value_parser = dur)]
+    pub duration: Dur,
+    /// After publishing ends, wait at most this for the last deliveries.
+    #[arg(long, default_value = "2s", value_parser = dur)]
+    pub drain: Dur,
+    /// Open connections at this many per second (default: as fast as accepted).
+    #[arg(long, value_parser = positive_rate)]
+    pub connect_rate: Option<f64>,
+    /// Send text frames instead of binary (only for servers that forward any bytes as
+    /// text: the measurement header is binary).
+    #[arg(long)]
+    pub text: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FanoutCmd {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub load: Load,
+}
+
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct ConnectCmd {
+    #[command(flatten)]
+    pub common: Common,
+    /// Connections to open.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: u32,
+    /// Connections per second (default: as fast as the server accepts, bounded by
+    /// --connect-concurrency in flight).
+    #[arg(long, value_parser = positive_rate)]
+    pub connect_rate: Option<f64>,
+    /// Hold the connections open this long once all are attempted.
+    #[arg(long, default_value = "1s", value_parser = dur)]
+    pub hold: Dur,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CloseCmd {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub load: Load,
+    /// The server's --max-payload (the oversize probe sends a message one byte larger).
+    #[arg(long, default_value = "64KiB", value_parser = size)]
+    pub max_payload: usize,
+    /// The server's --max-buffered (the slow-consumer probe pushes several times this).
+    #[arg(long, default_value = "1MiB", value_parser = size)]
+    pub max_buffered: usize,
+    /// The server's --close-timeout: the socket must be closed within it (+ 1s slack)
+    /// after the close frame while we keep sending.
+    #[arg(long, default_value = "5s", value_parser = dur)]
+    pub server_close_timeout: Dur,
+    /// Override an expectation: NAME=CODE or NAME=drop (names: oversize, utf8, rsv,
+    /// unmasked, slow). Repeatable.
+    #[arg(long, value_parser = expectation)]
+    pub expect: Vec<(String, String)>,
+    /// Probes to run (comma list).
+    #[arg(
+        long,
+        default_value = "oversize,utf8,rsv,unmasked,slow",
+        value_delimiter = ','
+    )]
+    pub probes: Vec<String>,
+    /// How long the slow consumer stops reading while it is flooded.
+    #[arg(long, default_value = "3s", value_parser = dur)]
+    pub slow_wait: Dur,
+}
+
+fn expectation(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected NAME=CODE or NAME=drop"))?;
+    if !["oversize", "utf8", "rsv", "unmasked", "slow"].contains(&k) {
+        return Err(format!(
+            "{k:?}: unknown probe (oversize, utf8, rsv, unmasked, slow)"
+        ));
+    }
+    if v != "drop" && v.parse::<u16>().is_err() {
+        return Err(format!("{v:?}: expected a close code or `drop`"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ShutdownCmd {
+    #[command(flatten)]
+    pub common: Common,
+    /// Idle connections to hold.
+    #[arg(long, default_value_t = 1000)]
+    pub connections: u32,
+    /// Also run fan-out load (the Load flags) while holding and during shutdown.
+    #[arg(long)]
+    pub load: bool,
+    #[command(flatten)]
+    pub load_shape: Load,
+    /// Hold this long before the signal.
+    #[arg(long, default_value = "1s", value_parser = dur)]
+    pub hold: Dur,
+    /// Do not signal: wait (up to --timeout) for someone else to shut the server down.
+    #[arg(long)]
+    pub external: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CapacityCmd {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub load: Load,
+    /// What to search: the publish rate or the subscriber count.
+    #[arg(long, default_value = "rate", value_parser = ["rate", "subscribers"])]
+    pub search: String,
+    /// First value tried (default: --rate or --subscribers).
+    #[arg(long, value_parser = positive_rate)]
+    pub start: Option<f64>,
+    /// Never try more than this.
+    #[arg(long, value_parser = positive_rate)]
+    pub max: Option<f64>,
+    /// Step-up factor.
+    #[arg(long, default_value = "2", value_parser = positive_rate)]
+    pub factor: f64,
+    /// Bisection steps after the first failure.
+    #[arg(long, default_value_t = 4)]
+    pub bisect: u32,
+    /// SLO: p99 latency at most this.
+    #[arg(long, default_value = "10ms", value_parser = dur)]
+    pub slo_p99: Dur,
+    /// SLO: loss ratio at most this.
+    #[arg(long, default_value = "0", value_parser = ratio)]
+    pub slo_loss: f64,
+    /// Measurement window per step (overrides --duration).
+    #[arg(long, default_value = "3s", value_parser = dur)]
+    pub step_duration: Dur,
+}

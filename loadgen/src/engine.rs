@@ -1,0 +1,882 @@
+//! The connection engine: thread-per-core, one `monoio` runtime per thread (io_uring,
+//! epoll fallback), one task per connection.
+//!
+//! # Design
+//!
+//! Each engine thread owns a slice of the connections (round-robin) and runs a
+//! single-threaded `monoio` runtime: nothing is shared between threads on the hot path
+//! except two relaxed counters bumped once per read. A connection is one task that joins
+//! two futures over the split stream:
+//!
+//! * the **reader** reads into the connection's own buffer (io_uring needs a stable buffer
+//!   per in-flight read; the buffer is reused for every read) and hands each read to
+//!   [`ConnRecv::on_read`], which walks every coalesced frame of it with borrowed payloads
+//!   (no per-message allocation) and does the sequence/latency bookkeeping into the
+//!   thread's [`RecvStats`] (a `RefCell` borrowed only between awaits);
+//! * the **writer** is the only one that writes: control replies the reader queued (pong,
+//!   the close echo), the client's close frame at the end of the run, and, for a
+//!   publisher, every message as it falls due on its fixed schedule (all due messages of a
+//!   wake-up in one write).
+//!
+//! The two talk through a small [`ConnShared`] (a wake flag, a control-bytes queue and a few
+//! timestamps). A per-thread watcher task polls the run's atomics every millisecond and
+//! wakes every connection at the start and at the stop of the run; no per-connection timer
+//! exists except a publisher's next send time and a close deadline.
+//!
+//! This is simpler than a hand-rolled io_uring loop and as fast for the receive side,
+//! which is what bounds a load generator: the per-read cost (one completion, one wake-up)
+//! is amortised over every frame in the read, and the per-frame cost is the decoder plus a
+//! histogram increment (see `benches/receive.rs`).
+//!
+//! Per connection the state is the task (reader + writer futures, a few hundred bytes),
+//! 16 bytes per tracked publisher and the read buffer (`--read-buf`, by default sized so
+//! that all buffers together stay under 256 MiB: 64 KiB for up to 4k connections, down to
+//! 4 KiB; an idle `Hold` connection gets 2 KiB).
+//!
+//! For `wss://` the same loops run over the plain TCP halves with a
+//! `rustls::ClientConnection` shared by both (see [`crate::tls`]): the reader decrypts each
+//! read into a second (reused) buffer before decoding, the writer encrypts what it writes.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, VecDeque};
+use std::future::{Future, poll_fn};
+use std::io;
+use std::net::IpAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::task::{Poll, Waker};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use ringcast::proto::{OpCode, ProtocolError, encode};
+
+use crate::clock::{instant_at, now_ns};
+use crate::net::{ConnectError, Target, connect_ws};
+use crate::payload::{MsgHeader, Schedule, write_header};
+use crate::recv::{ConnRecv, ReadOutcome, RecvStats, latency_histogram};
+
+/// Read buffer of an idle (`Hold`) connection.
+const HOLD_READ_BUF: usize = 2048;
+
+/// Engine-wide settings.
+#[derive(Clone, Debug)]
+pub struct EngineCfg {
+    pub target: Target,
+    pub threads: usize,
+    pub read_buf: usize,
+    /// Largest message accepted from the server.
+    pub max_message: usize,
+    pub connect_timeout: Duration,
+    /// How long to wait for the server to close TCP after the close handshake started.
+    pub close_timeout: Duration,
+    /// Message size (≥ the 24-byte header).
+    pub size: usize,
+    pub topics: u32,
+    pub publishers: u32,
+    /// Messages per second per publisher.
+    pub pub_rate: f64,
+    /// In-flight connects per thread.
+    pub connect_concurrency: usize,
+    /// Send text frames instead of binary (the header is made ASCII-safe is NOT done:
+    /// only for servers that forward any bytes; default binary).
+    pub text: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnKind {
+    /// Subscriber of topic index `topic`.
+    Sub { topic: u32 },
+    /// Publisher `id` on topic `id % topics`.
+    Pub { id: u32 },
+    /// Connected and idle (connect / shutdown scenarios).
+    Hold,
+}
+
+#[derive(Clone, Debug)]
+pub struct ConnSpec {
+    pub kind: ConnKind,
+    pub path: String,
+    pub source: Option<IpAddr>,
+    /// Do not connect before this time (ns since the epoch): `--connect-rate` pacing.
+    pub connect_at_ns: Option<u64>,
+}
+
+/// The run's shared control block (main thread ↔ engine threads).
+#[derive(Default)]
+pub struct RunShared {
+    /// Publishing starts at this time (0: not yet). Set after the window fields.
+    pub start_ns: AtomicU64,
+    /// Publishing ends (scheduled times before this are sent).
+    pub end_ns: AtomicU64,
+    pub window_start_ns: AtomicU64,
+    pub window_end_ns: AtomicU64,
+    /// Every connection sends a close frame (1000) and finishes.
+    pub stop: AtomicBool,
+    pub connected: AtomicUsize,
+    pub failed: AtomicUsize,
+    /// Connection tasks finished (closed or failed).
+    pub finished: AtomicUsize,
+    /// Deliveries inside the window so far.
+    pub delivered: AtomicU64,
+    /// Close frames received from the server.
+    pub close_frames: AtomicUsize,
+    /// Connections whose TCP connection is gone.
+    pub closed: AtomicUsize,
+}
+
+impl RunShared {
+    /// Open the measurement: publish from `start` to `end`, measure `[ws, we)`.
+    pub fn begin(&self, start: u64, end: u64, ws: u64, we: u64) {
+        self.end_ns.store(end, Ordering::Relaxed);
+        self.window_start_ns.store(ws, Ordering::Relaxed);
+        self.window_end_ns.store(we, Ordering::Relaxed);
+        self.start_ns.store(start.max(1), Ordering::Release);
+    }
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// How one connection ended (the WHATWG close event, plus timing).
+#[derive(Clone, Debug)]
+pub struct CloseRecord {
+    pub kind: ConnKind,
+    pub established_ns: u64,
+    /// The error event that preceded the close (the connection was failed), if any.
+    pub error: Option<String>,
+    /// The close code (1006 when abnormal, 1005 for an empty close frame).
+    pub code: u16,
+    pub reason: String,
+    /// Closing handshake completed and TCP closed by the server in time.
+    pub clean: bool,
+    /// When the server's close frame arrived.
+    pub close_frame_ns: Option<u64>,
+    /// When the close started (our close frame, the server's, or the failure).
+    pub close_start_ns: u64,
+    /// When the TCP connection was gone (reader ended).
+    pub closed_ns: u64,
+    /// We gave up waiting for the server's FIN and shut the socket down ourselves.
+    pub forced: bool,
+}
+
+/// A publisher's own account.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PubResult {
+    pub id: u32,
+    pub sent: u64,
+    /// Messages sent whose scheduled time is inside the window.
+    pub sent_in_window: u64,
+    /// Messages of the schedule never sent (the connection broke).
+    pub unsent: u64,
+}
+
+/// What one engine thread hands back.
+pub struct ThreadResult {
+    pub recv: RecvStats,
+    pub connect_us: Histogram<u64>,
+    pub connect_failures: BTreeMap<String, u64>,
+    pub closes: Vec<CloseRecord>,
+    pub pubs: Vec<PubResult>,
+    /// Subscribers that connected, by topic.
+    pub subs_by_topic: BTreeMap<u32, u64>,
+}
+
+impl ThreadResult {
+    fn new(publishers: usize) -> Self {
+        Self {
+            recv: RecvStats::new(publishers),
+            connect_us: latency_histogram(),
+            connect_failures: BTreeMap::new(),
+            closes: Vec::new(),
+            pubs: Vec::new(),
+            subs_by_topic: BTreeMap::new(),
+        }
+    }
+
+    pub fn merge(&mut self, o: ThreadResult) {
+        self.recv.merge(&o.recv);
+        let _ = self.connect_us.add(&o.connect_us);
+        for (k, v) in o.connect_failures {
+            *self.connect_failures.entry(k).or_default() += v;
+        }
+        self.closes.extend(o.closes);
+        self.pubs.extend(o.pubs);
+        for (k, v) in o.subs_by_topic {
+            *self.subs_by_topic.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// A running engine.
+pub struct Engine {
+    pub run: Arc<RunShared>,
+    pub total: usize,
+    handles: Vec<JoinHandle<io::Result<ThreadResult>>>,
+    publishers: usize,
+}
+
+impl Engine {
+    /// Spawn the threads and start connecting.
+    pub fn start(cfg: EngineCfg, specs: Vec<ConnSpec>) -> io::Result<Engine> {
+        let cfg = Arc::new(cfg);
+        let run = Arc::new(RunShared::default());
+        let threads = cfg.threads.max(1);
+        let total = specs.len();
+        let mut per: Vec<Vec<ConnSpec>> = (0..threads).map(|_| Vec::new()).collect();
+        for (i, s) in specs.into_iter().enumerate() {
+            per[i % threads].push(s);
+        }
+        let mut handles = Vec::new();
+        for (i, specs) in per.into_iter().enumerate() {
+            let cfg = cfg.clone();
+            let run = run.clone();
+            let h = std::thread::Builder::new()
+                .name(format!("loadgen-{i}"))
+                .spawn(move || thread_main(cfg, run, specs))?;
+            handles.push(h);
+        }
+        Ok(Engine {
+            run,
+            total,
+            handles,
+            publishers: cfg.publishers as usize,
+        })
+    }
+
+    /// Wait for every thread (every connection closed or failed) and merge.
+    pub fn join(self) -> io::Result<ThreadResult> {
+        let mut acc = ThreadResult::new(self.publishers);
+        for h in self.handles {
+            let r = h
+                .join()
+                .map_err(|_| io::Error::other("engine thread panicked"))??;
+            acc.merge(r);
+        }
+        acc.recv.fold();
+        Ok(acc)
+    }
+
+    pub fn all_finished(&self) -> bool {
+        self.run.finished.load(Ordering::Acquire) >= self.total
+    }
+
+    /// Connected or failed, every one.
+    pub fn all_attempted(&self) -> bool {
+        self.run.connected.load(Ordering::Acquire) + self.run.failed.load(Ordering::Acquire)
+            >= self.total
+    }
+}
+
+/// Which driver the runtimes use.
+pub fn driver_name() -> &'static str {
+    if monoio::utils::detect_uring() {
+        "io_uring"
+    } else {
+        "epoll"
+    }
+}
+
+fn thread_main(
+    cfg: Arc<EngineCfg>,
+    run: Arc<RunShared>,
+    specs: Vec<ConnSpec>,
+) -> io::Result<ThreadResult> {
+    let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()?;
+    let t = Rc::new(ThreadCtx {
+        sem: Semaphore::new(cfg.connect_concurrency.max(1)),
+        acc: RefCell::new(ThreadResult::new(cfg.publishers as usize)),
+        cfg,
+        run,
+        conns: RefCell::new(Vec::new()),
+        start_ns: Cell::new(0),
+        end_ns: Cell::new(0),
+        stopped: Cell::new(false),
+        remaining: Cell::new(specs.len()),
+    });
+    let t2 = t.clone();
+    rt.block_on(async move {
+        for spec in specs {
+            monoio::spawn(conn_task(spec, t2.clone()));
+        }
+        watcher(&t2).await;
+    });
+    drop(rt);
+    let t = Rc::try_unwrap(t).map_err(|_| io::Error::other("connection tasks outlived the run"))?;
+    Ok(t.acc.into_inner())
+}
+
+struct ThreadCtx {
+    cfg: Arc<EngineCfg>,
+    run: Arc<RunShared>,
+    acc: RefCell<ThreadResult>,
+    conns: RefCell<Vec<Rc<ConnShared>>>,
+    start_ns: Cell<u64>,
+    end_ns: Cell<u64>,
+    stopped: Cell<bool>,
+    remaining: Cell<usize>,
+    sem: Semaphore,
+}
+
+impl ThreadCtx {
+    fn wake_all(&self) {
+        for c in self.conns.borrow().iter() {
+            c.notify.notify();
+        }
+    }
+    fn task_done(&self) {
+        self.remaining.set(self.remaining.get().saturating_sub(1));
+        self.run.finished.fetch_add(1, Ordering::AcqRel);
+    }
+}
+
+async fn watcher(t: &ThreadCtx) {
+    loop {
+        if t.start_ns.get() == 0 {
+            let s = t.run.start_ns.load(Ordering::Acquire);
+            if s != 0 {
+                t.start_ns.set(s);
+                t.end_ns.set(t.run.end_ns.load(Ordering::Relaxed));
+                t.acc.borrow_mut().recv.window = (
+                    t.run.window_start_ns.load(Ordering::Relaxed),
+                    t.run.window_end_ns.load(Ordering::Relaxed),
+                );
+                t.wake_all();
+            }
+        }
+        if !t.stopped.get() && t.run.stop.load(Ordering::Acquire) {
+            t.stopped.set(true);
+            t.wake_all();
+        }
+        if t.remaining.get() == 0 {
+            break;
+        }
+        // Forget connections that are gone.
+        if t.conns.borrow().len() > 64 {
+            t.conns.borrow_mut().retain(|c| !c.reader_done.get());
+        }
+        monoio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// A single-waiter wake flag.
+#[derive(Default)]
+pub struct Notify {
+    flag: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Notify {
+    pub fn notify(&self) {
+        self.flag.set(true);
+        if let Some(w) = self.waker.take() {
+            w.wake();
+        }
+    }
+    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
+        poll_fn(|cx| {
+            if self.flag.replace(false) {
+                Poll::Ready(())
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+    }
+}
+
+/// A counting semaphore for one thread (connect concurrency).
+struct Semaphore {
+    permits: Cell<usize>,
+    waiters: RefCell<VecDeque<Waker>>,
+}
+
+impl Semaphore {
+    fn new(n: usize) -> Self {
+        Self {
+            permits: Cell::new(n),
+            waiters: RefCell::new(VecDeque::new()),
+        }
+    }
+    async fn acquire(&self) {
+        poll_fn(|cx| {
+            let p = self.permits.get();
+            if p > 0 {
+                self.permits.set(p - 1);
+                Poll::Ready(())
+            } else {
+                self.waiters.borrow_mut().push_back(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+    fn release(&self) {
+        self.permits.set(self.permits.get() + 1);
+        if let Some(w) = self.waiters.borrow_mut().pop_front() {
+            w.wake();
+        }
+    }
+}
+
+/// State shared by a connection's reader and writer.
+pub struct ConnShared {
+    pub notify: Notify,
+    /// Control frames (already encoded) for the writer to send.
+    pub ctrl: RefCell<Vec<u8>>,
+    pub reader_done: Cell<bool>,
+    /// When our close frame was queued (0: not).
+    pub close_sent_ns: Cell<u64>,
+    /// When the server's close frame arrived (0: not).
+    pub close_recv_ns: Cell<u64>,
+    /// We failed the connection: the writer flushes the close frame and ends.
+    pub failing: Cell<bool>,
+    pub fd: RawFd,
+}
+
+impl ConnShared {
+    pub fn new(fd: RawFd) -> Self {
+        Self {
+            notify: Notify::default(),
+            ctrl: RefCell::new(Vec::new()),
+            reader_done: Cell::new(false),
+            close_sent_ns: Cell::new(0),
+            close_recv_ns: Cell::new(0),
+            failing: Cell::new(false),
+            fd,
+        }
+    }
+
+    /// Queue a close frame (once).
+    pub fn queue_close(&self, code: Option<u16>, reason: &str) {
+        if self.close_sent_ns.get() != 0 {
+            return;
+        }
+        let payload = match code {
+            Some(c) => encode::close_payload(c, reason),
+            None => Vec::new(),
+        };
+        encode::encode_client_frame(
+            &mut self.ctrl.borrow_mut(),
+            true,
+            OpCode::Close,
+            &payload,
+            crate::rng::mask_key(),
+        );
+        self.close_sent_ns.set(now_ns().max(1));
+        self.notify.notify();
+    }
+}
+
+enum ReadEnd {
+    Eof,
+    Io(io::Error),
+    Protocol(ProtocolError),
+}
+
+async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
+    if let Some(at) = spec.connect_at_ns {
+        monoio::time::sleep_until(instant_at(at).into()).await;
+    }
+    if t.run.stop.load(Ordering::Acquire) {
+        t.acc
+            .borrow_mut()
+            .connect_failures
+            .entry("not_attempted".into())
+            .and_modify(|v| *v += 1)
+            .or_insert(1);
+        t.run.failed.fetch_add(1, Ordering::AcqRel);
+        t.task_done();
+        return;
+    }
+    t.sem.acquire().await;
+    let t0 = now_ns();
+    // An idle connection only ever receives control frames: a small buffer will do.
+    let read_buf = match spec.kind {
+        ConnKind::Hold => HOLD_READ_BUF,
+        _ => t.cfg.read_buf,
+    };
+    let res = connect_ws(
+        &t.cfg.target,
+        spec.source,
+        &spec.path,
+        read_buf,
+        t.cfg.connect_timeout,
+    )
+    .await;
+    t.sem.release();
+    let up = match res {
+        Ok(u) => u,
+        Err(e) => {
+            record_connect_failure(&t, &e);
+            t.task_done();
+            return;
+        }
+    };
+    let established = now_ns();
+    {
+        let mut acc = t.acc.borrow_mut();
+        acc.connect_us.saturating_record((established - t0) / 1000);
+        if let ConnKind::Sub { topic } = spec.kind {
+            *acc.subs_by_topic.entry(topic).or_default() += 1;
+        }
+    }
+    t.run.connected.fetch_add(1, Ordering::AcqRel);
+    let sh = Rc::new(ConnShared::new(up.stream.as_raw_fd()));
+    t.conns.borrow_mut().push(sh.clone());
+    if t.stopped.get() {
+        sh.notify.notify();
+    }
+    let topic = match spec.kind {
+        ConnKind::Sub { topic } => topic,
+        _ => u32::MAX,
+    };
+    let recv = ConnRecv::new(t.cfg.max_message, topic, t.cfg.topics, t.cfg.publishers);
+    let tls = up.tls.map(RefCell::new);
+    let (rd, wr) = up.stream.into_split();
+    let (rend, (pubres, forced)) = monoio::join!(
+        read_loop(rd, up.buf, recv, &sh, &t, tls.as_ref()),
+        write_loop(wr, spec.kind, &sh, &t, tls.as_ref())
+    );
+    let closed = now_ns();
+    t.run.closed.fetch_add(1, Ordering::AcqRel);
+    let (end, frame) = rend;
+    let rec = close_record(spec.kind, established, closed, end, frame, &sh, forced);
+    {
+        let mut acc = t.acc.borrow_mut();
+        acc.closes.push(rec);
+        if let Some(p) = pubres {
+            acc.pubs.push(p);
+        }
+    }
+    t.task_done();
+}
+
+fn record_connect_failure(t: &ThreadCtx, e: &ConnectError) {
+    *t.acc
+        .borrow_mut()
+        .connect_failures
+        .entry(e.key())
+        .or_default() += 1;
+    t.run.failed.fetch_add(1, Ordering::AcqRel);
+}
+
+fn close_record(
+    kind: ConnKind,
+    established: u64,
+    closed: u64,
+    end: ReadEnd,
+    frame: Option<(Option<u16>, String)>,
+    sh: &ConnShared,
+    forced: bool,
+) -> CloseRecord {
+    let sent = sh.close_sent_ns.get();
+    let recv = sh.close_recv_ns.get();
+    let start = [sent, recv]
+        .into_iter()
+        .filter(|&v| v != 0)
+        .min()
+        .unwrap_or(closed);
+    let mut rec = CloseRecord {
+        kind,
+        established_ns: established,
+        error: None,
+        code: 1006,
+        reason: String::new(),
+        clean: false,
+        close_frame_ns: (recv != 0).then_some(recv),
+        close_start_ns: start,
+        closed_ns: closed,
+        forced,
+    };
+    match (end, frame) {
+        (ReadEnd::Protocol(pe), _) => {
+            rec.error = Some(format!(
+                "protocol error from server: {} ({})",
+                pe.reason, pe.code
+            ));
+        }
+        (end, Some((code, reason))) => {
+            rec.code = code.unwrap_or(1005);
+            rec.reason = reason;
+            rec.clean = matches!(end, ReadEnd::Eof) && !forced && sent != 0;
+        }
+        (ReadEnd::Eof, None) => {
+            rec.error = Some(if forced {
+                "close timeout: no close frame from server".into()
+            } else {
+                "transport lost: EOF without close frame".into()
+            });
+        }
+        (ReadEnd::Io(e), None) => {
+            rec.error = Some(format!("transport lost: {e}"));
+        }
+    }
+    rec
+}
+
+async fn read_loop<R: AsyncReadRent>(
+    mut rd: R,
+    mut buf: Vec<u8>,
+    mut recv: ConnRecv,
+    sh: &ConnShared,
+    t: &ThreadCtx,
+    tls: Option<&RefCell<rustls::ClientConnection>>,
+) -> (ReadEnd, Option<(Option<u16>, String)>) {
+    let read_cap = buf.capacity().max(1024);
+    if buf.capacity() < read_cap {
+        buf.reserve(read_cap - buf.len());
+    }
+    let mut n = buf.len();
+    // The bytes left over from the handshake are plaintext already.
+    let mut leftover = true;
+    let mut plain: Vec<u8> = Vec::new();
+    let mut frame: Option<(Option<u16>, String)> = None;
+    let end = loop {
+        if n > 0 && frame.is_none() {
+            let now = now_ns();
+            let data: &mut [u8] = match tls {
+                Some(c) if !leftover => {
+                    plain.clear();
+                    let mut conn = c.borrow_mut();
+                    if let Err(e) = crate::tls::decrypt(&mut conn, &buf[..n], &mut plain) {
+                        break ReadEnd::Io(e);
+                    }
+                    if conn.wants_write() {
+                        sh.notify.notify();
+                    }
+                    &mut plain[..]
+                }
+                _ => &mut buf[..n],
+            };
+            let (r, has_ctrl, delta) = {
+                let mut acc = t.acc.borrow_mut();
+                let st = &mut acc.recv;
+                let mut ctrl = sh.ctrl.borrow_mut();
+                let before = st.window_delivered;
+                let r = recv.on_read(data, now, st, &mut ctrl);
+                (r, !ctrl.is_empty(), st.window_delivered - before)
+            };
+            if delta > 0 {
+                t.run.delivered.fetch_add(delta, Ordering::Relaxed);
+            }
+            match r {
+                Ok(ReadOutcome::Continue) => {
+                    if has_ctrl {
+                        sh.notify.notify();
+                    }
+                }
+                Ok(ReadOutcome::Close { code, reason }) => {
+                    sh.close_recv_ns.set(now.max(1));
+                    t.run.close_frames.fetch_add(1, Ordering::AcqRel);
+                    // Echo the code (RFC 6455 §5.5.1) unless we already sent ours.
+                    sh.queue_close(code, "");
+                    sh.notify.notify();
+                    frame = Some((code, reason));
+                }
+                Err(pe) => {
+                    // We fail the connection (§7.1.7): our close frame, then we are done.
+                    sh.queue_close(Some(pe.code), pe.reason);
+                    sh.failing.set(true);
+                    sh.notify.notify();
+                    break ReadEnd::Protocol(pe);
+                }
+            }
+        }
+        buf.clear();
+        let (res, b) = rd.read(buf).await;
+        buf = b;
+        leftover = false;
+        match res {
+            Ok(0) => break ReadEnd::Eof,
+            Ok(k) => n = k,
+            Err(e) => break ReadEnd::Io(e),
+        }
+    };
+    sh.reader_done.set(true);
+    sh.notify.notify();
+    (end, frame)
+}
+
+/// Shut the socket down both ways (ends a pending read with EOF).
+pub fn force_shutdown(fd: RawFd) {
+    // SAFETY: `shutdown(2)` takes no pointers; `fd` belongs to a connection whose write
+    // half the caller still holds, so it is open and refers to that socket.
+    unsafe {
+        libc::shutdown(fd, libc::SHUT_RDWR);
+    }
+}
+
+async fn write_loop<W: monoio::io::AsyncWriteRent>(
+    mut wr: W,
+    kind: ConnKind,
+    sh: &ConnShared,
+    t: &ThreadCtx,
+    tls: Option<&RefCell<rustls::ClientConnection>>,
+) -> (Option<PubResult>, bool) {
+    let mut tls_out: Vec<u8> = Vec::new();
+    let cfg = &t.cfg;
+    let frame_len = cfg.size + 14;
+    let max_batch = ((256 * 1024) / frame_len).max(1) as u64;
+    let mut wbuf: Vec<u8> = Vec::new();
+    let mut payload = vec![b'x'; cfg.size.max(crate::payload::HEADER_LEN)];
+    let mut sched: Option<Schedule> = None;
+    let mut pubres = match kind {
+        ConnKind::Pub { id } => Some(PubResult {
+            id,
+            ..PubResult::default()
+        }),
+        _ => None,
+    };
+    let window = || {
+        (
+            t.run.window_start_ns.load(Ordering::Relaxed),
+            t.run.window_end_ns.load(Ordering::Relaxed),
+        )
+    };
+    let opcode = if cfg.text {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    let mut close_deadline: Option<u64> = None;
+    let mut write_failed = false;
+    let mut forced = false;
+    loop {
+        if sh.reader_done.get() {
+            break;
+        }
+        let now = now_ns();
+        {
+            let mut c = sh.ctrl.borrow_mut();
+            if !c.is_empty() {
+                wbuf.extend_from_slice(&c);
+                c.clear();
+            }
+        }
+        if t.stopped.get() && sh.close_sent_ns.get() == 0 && !write_failed {
+            sh.queue_close(Some(1000), "");
+            let mut c = sh.ctrl.borrow_mut();
+            wbuf.extend_from_slice(&c);
+            c.clear();
+        }
+        let closing = sh.close_sent_ns.get() != 0 || sh.close_recv_ns.get() != 0;
+        if (closing || write_failed) && close_deadline.is_none() {
+            close_deadline = Some(now + cfg.close_timeout.as_nanos() as u64);
+        }
+        let mut batch = 0u64;
+        let mut batch_in_window = 0u64;
+        if let (Some(pr), false, false) = (pubres.as_mut(), closing, write_failed) {
+            if sched.is_none() && t.start_ns.get() != 0 {
+                let start = t.start_ns.get();
+                // Stagger publishers evenly over one interval.
+                let interval = 1e9 / cfg.pub_rate.max(1e-9);
+                let off = (interval * pr.id as f64 / cfg.publishers.max(1) as f64) as u64;
+                sched = Some(Schedule::new(start + off, cfg.pub_rate, t.end_ns.get()));
+            }
+            if let Some(s) = sched.as_mut() {
+                let (ws, we) = window();
+                for seq in s.due(now, max_batch) {
+                    let at = s.time_of(seq);
+                    write_header(
+                        &mut payload,
+                        &MsgHeader {
+                            publisher: pr.id,
+                            seq,
+                            sched_ns: at,
+                        },
+                    );
+                    encode::encode_client_frame(
+                        &mut wbuf,
+                        true,
+                        opcode,
+                        &payload,
+                        crate::rng::mask_key(),
+                    );
+                    batch += 1;
+                    if at >= ws && at < we {
+                        batch_in_window += 1;
+                    }
+                }
+            }
+        }
+        let tls_pending = tls.is_some_and(|c| c.borrow().wants_write());
+        if (!wbuf.is_empty() || tls_pending) && !write_failed {
+            let res = match tls {
+                None => {
+                    let (res, b) = wr.write_all(wbuf).await;
+                    wbuf = b;
+                    res
+                }
+                Some(c) => {
+                    tls_out.clear();
+                    let enc = crate::tls::encrypt(&mut c.borrow_mut(), &wbuf, &mut tls_out);
+                    match enc {
+                        Ok(()) => {
+                            let (res, b) = wr.write_all(std::mem::take(&mut tls_out)).await;
+                            tls_out = b;
+                            res
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            wbuf.clear();
+            match res {
+                Ok(_) => {
+                    if let Some(pr) = pubres.as_mut() {
+                        pr.sent += batch;
+                        pr.sent_in_window += batch_in_window;
+                    }
+                }
+                Err(_) => {
+                    write_failed = true;
+                    if let Some(pr) = pubres.as_mut() {
+                        pr.unsent += batch;
+                    }
+                }
+            }
+            if batch > 0 {
+                continue;
+            }
+        }
+        if sh.failing.get() {
+            break;
+        }
+        let now = now_ns();
+        if let Some(d) = close_deadline
+            && now >= d
+            && !forced
+        {
+            forced = true;
+            force_shutdown(sh.fd);
+            close_deadline = None;
+        }
+        let next_pub = match (&sched, closing || write_failed) {
+            (Some(s), false) => s.next_time(),
+            _ => None,
+        };
+        let wake_at = match (next_pub, close_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match wake_at {
+            Some(at) => {
+                monoio::select! {
+                    _ = sh.notify.wait() => {},
+                    _ = monoio::time::sleep_until(instant_at(at).into()) => {},
+                }
+            }
+            None => sh.notify.wait().await,
+        }
+    }
+    if let (Some(pr), Some(s)) = (pubres.as_mut(), sched.as_ref()) {
+        pr.unsent += s.total().saturating_sub(s.sent());
+    }
+    (pubres, forced)
+}

@@ -1,0 +1,17 @@
+//! `loadgen`: a load generator for WebSocket pub/sub servers (RFC 6455) that measures
+//! latency from the scheduled send time, delivery (loss, duplicates, reordering), the
+//! connection phase, and close behaviour. See the README for the scenarios and the
+//! `--json` schema.
+
+pub mod cli;
+pub mod clock;
+pub mod engine;
+pub mod net;
+pub mod payload;
+pub mod recv;
+pub mod report;
+pub mod rng;
+pub mod scenario;
+pub mod sys;
+pub mod tls;
+pub mod track;

@@ -1,0 +1,369 @@
+//! Connecting: the target URL, TCP connect (optionally bound to a source address first),
+//! the HTTP upgrade, and the failure causes we count.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::net::TcpStream;
+use ringcast::proto::handshake;
+use serde::Serialize;
+
+/// Where to connect.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub addr: SocketAddr,
+    /// `Host` header value.
+    pub host: String,
+    pub tls: bool,
+    /// Set for `wss://` (see [`crate::tls::client_config`]).
+    pub tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
+}
+
+/// Parse `ws://host:port[/...]` or `wss://...` (the path part is ignored: paths come from
+/// `--sub-path` and friends).
+pub fn parse_url(url: &str) -> Result<Target, String> {
+    let (tls, rest) = if let Some(r) = url.strip_prefix("ws://") {
+        (false, r)
+    } else if let Some(r) = url.strip_prefix("wss://") {
+        (true, r)
+    } else {
+        return Err(format!("--url {url:?}: must start with ws:// or wss://"));
+    };
+    let hostport = rest.split('/').next().unwrap_or_default();
+    if hostport.is_empty() {
+        return Err(format!("--url {url:?}: missing host"));
+    }
+    let with_port = if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
+        hostport.to_string()
+    } else {
+        format!("{hostport}:{}", if tls { 443 } else { 80 })
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("--url {url:?}: cannot resolve {with_port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("--url {url:?}: {with_port} resolves to nothing"))?;
+    Ok(Target {
+        addr,
+        host: hostport.to_string(),
+        tls,
+        tls_config: None,
+    })
+}
+
+/// Parse `--source-ips`: `127.0.0.2-127.0.0.20`, or a comma list of addresses/ranges.
+pub fn parse_source_ips(s: &str) -> Result<Vec<IpAddr>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if let Some((a, b)) = part.split_once('-') {
+            let a: std::net::Ipv4Addr = a
+                .trim()
+                .parse()
+                .map_err(|_| format!("--source-ips: bad address {a:?}"))?;
+            let b: std::net::Ipv4Addr = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("--source-ips: bad address {b:?}"))?;
+            let (a, b) = (u32::from(a), u32::from(b));
+            if b < a || b - a > 65536 {
+                return Err(format!("--source-ips: bad range {part:?}"));
+            }
+            out.extend((a..=b).map(|v| IpAddr::V4(v.into())));
+        } else {
+            out.push(
+                part.parse()
+                    .map_err(|_| format!("--source-ips: bad address {part:?}"))?,
+            );
+        }
+    }
+    if out.is_empty() {
+        return Err("--source-ips: empty".into());
+    }
+    Ok(out)
+}
+
+/// Why a connection attempt failed (the connection phase's failure table).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectError {
+    Refused,
+    Timeout,
+    /// The server answered the upgrade with this status.
+    HttpStatus(u16),
+    /// 101 with a wrong `Sec-WebSocket-Accept`, or an unparsable response.
+    BadHandshake,
+    Tls,
+    /// The peer closed before answering.
+    Closed,
+    /// Source address exhaustion (EADDRNOTAVAIL) and friends.
+    AddrNotAvailable,
+    Other(String),
+}
+
+impl ConnectError {
+    pub fn key(&self) -> String {
+        match self {
+            ConnectError::Refused => "refused".into(),
+            ConnectError::Timeout => "timeout".into(),
+            ConnectError::HttpStatus(s) => format!("http_{s}"),
+            ConnectError::BadHandshake => "bad_handshake".into(),
+            ConnectError::Tls => "tls".into(),
+            ConnectError::Closed => "closed_during_handshake".into(),
+            ConnectError::AddrNotAvailable => "addr_not_available".into(),
+            ConnectError::Other(s) => format!("other: {s}"),
+        }
+    }
+
+    pub fn from_io(e: &io::Error) -> Self {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused => ConnectError::Refused,
+            io::ErrorKind::TimedOut => ConnectError::Timeout,
+            io::ErrorKind::AddrNotAvailable => ConnectError::AddrNotAvailable,
+            io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof => ConnectError::Closed,
+            _ => ConnectError::Other(e.to_string()),
+        }
+    }
+}
+
+/// TCP connect, binding to `source` first when given. Non-blocking connect, then wait for
+/// writability and read `SO_ERROR` (works on both the io_uring and the epoll driver).
+pub async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
+    tcp_connect_opts(addr, source, None).await
+}
+
+/// [`tcp_connect`] with a receive buffer size set before connecting (a small one makes a
+/// slow consumer's backlog reach the server quickly).
+pub async fn tcp_connect_opts(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    rcvbuf: Option<usize>,
+) -> io::Result<TcpStream> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_nonblocking(true)?;
+    sock.set_tcp_nodelay(true)?;
+    if let Some(n) = rcvbuf {
+        sock.set_recv_buffer_size(n)?;
+    }
+    if let Some(ip) = source {
+        sock.bind(&SocketAddr::new(ip, 0).into())?;
+    }
+    match sock.connect(&addr.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    let std_stream: std::net::TcpStream = sock.into();
+    // A duplicate descriptor only to read SO_ERROR after the connect completes.
+    let probe = std_stream.try_clone()?;
+    let stream = TcpStream::from_std(std_stream)?;
+    stream.writable(false).await?;
+    if let Some(e) = probe.take_error()? {
+        return Err(e);
+    }
+    drop(probe);
+    Ok(stream)
+}
+
+/// A handshake's result: the stream, the read buffer (capacity `read_buf`) holding any
+/// bytes that followed the response head at `buf[..]`.
+pub struct Upgraded<S> {
+    pub stream: S,
+    pub buf: Vec<u8>,
+    /// The TLS session for `wss://` (`buf` then holds plaintext).
+    pub tls: Option<rustls::ClientConnection>,
+}
+
+/// Send the upgrade request for `path` and read the response head. Bytes after the head
+/// stay in the returned buffer.
+pub async fn upgrade<S>(
+    mut stream: S,
+    host: &str,
+    path: &str,
+    read_buf: usize,
+) -> Result<Upgraded<S>, ConnectError>
+where
+    S: AsyncReadRent + monoio::io::AsyncWriteRent,
+{
+    let key = handshake::client_key(crate::rng::nonce());
+    let req = handshake::client_request(host, path, &key, &[]);
+    let (res, _) = stream.write_all(req).await;
+    res.map_err(|e| ConnectError::from_io(&e))?;
+    let mut head: Vec<u8> = Vec::with_capacity(1024);
+    loop {
+        let mut chunk = Vec::with_capacity(4096);
+        let (res, c) = stream.read(chunk).await;
+        chunk = c;
+        let n = res.map_err(|e| ConnectError::from_io(&e))?;
+        if n == 0 {
+            return Err(ConnectError::Closed);
+        }
+        head.extend_from_slice(&chunk[..n]);
+        match handshake::parse_response(&head) {
+            Ok(None) => {
+                if head.len() > 64 * 1024 {
+                    return Err(ConnectError::BadHandshake);
+                }
+            }
+            Ok(Some(resp)) => {
+                if resp.status != 101 {
+                    return Err(ConnectError::HttpStatus(resp.status));
+                }
+                if resp.accept.as_deref() != Some(handshake::accept_key(&key).as_str()) {
+                    return Err(ConnectError::BadHandshake);
+                }
+                let rest = head.get(resp.head_len..).unwrap_or_default();
+                let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
+                buf.extend_from_slice(rest);
+                return Ok(Upgraded {
+                    stream,
+                    buf,
+                    tls: None,
+                });
+            }
+            Err(_) => return Err(ConnectError::BadHandshake),
+        }
+    }
+}
+
+async fn raw_read(stream: &mut TcpStream) -> Result<Vec<u8>, ConnectError> {
+    let (res, chunk) = stream.read(Vec::with_capacity(16 * 1024)).await;
+    match res {
+        Ok(0) => Err(ConnectError::Closed),
+        Ok(_) => Ok(chunk),
+        Err(e) => Err(ConnectError::from_io(&e)),
+    }
+}
+
+async fn flush_tls(
+    stream: &mut TcpStream,
+    conn: &mut rustls::ClientConnection,
+    plain: &[u8],
+) -> Result<(), ConnectError> {
+    let mut out = Vec::new();
+    crate::tls::encrypt(conn, plain, &mut out).map_err(|_| ConnectError::Tls)?;
+    if !out.is_empty() {
+        let (res, _) = stream.write_all(out).await;
+        res.map_err(|e| ConnectError::from_io(&e))?;
+    }
+    Ok(())
+}
+
+/// `wss://`: TLS handshake, then the upgrade over it.
+pub async fn upgrade_tls(
+    mut stream: TcpStream,
+    cfg: &std::sync::Arc<rustls::ClientConfig>,
+    host: &str,
+    path: &str,
+    read_buf: usize,
+) -> Result<Upgraded<TcpStream>, ConnectError> {
+    let mut conn = crate::tls::connect(cfg, host).map_err(|_| ConnectError::Tls)?;
+    let mut plain = Vec::new();
+    while conn.is_handshaking() {
+        flush_tls(&mut stream, &mut conn, &[]).await?;
+        if conn.is_handshaking() && conn.wants_read() {
+            let raw = raw_read(&mut stream).await?;
+            crate::tls::decrypt(&mut conn, &raw, &mut plain).map_err(|_| ConnectError::Tls)?;
+        }
+    }
+    let key = handshake::client_key(crate::rng::nonce());
+    let req = handshake::client_request(host, path, &key, &[]);
+    flush_tls(&mut stream, &mut conn, &req).await?;
+    loop {
+        match handshake::parse_response(&plain) {
+            Ok(None) => {
+                if plain.len() > 64 * 1024 {
+                    return Err(ConnectError::BadHandshake);
+                }
+            }
+            Ok(Some(resp)) => {
+                if resp.status != 101 {
+                    return Err(ConnectError::HttpStatus(resp.status));
+                }
+                if resp.accept.as_deref() != Some(handshake::accept_key(&key).as_str()) {
+                    return Err(ConnectError::BadHandshake);
+                }
+                let rest = plain.get(resp.head_len..).unwrap_or_default();
+                let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
+                buf.extend_from_slice(rest);
+                return Ok(Upgraded {
+                    stream,
+                    buf,
+                    tls: Some(conn),
+                });
+            }
+            Err(_) => return Err(ConnectError::BadHandshake),
+        }
+        let raw = raw_read(&mut stream).await?;
+        crate::tls::decrypt(&mut conn, &raw, &mut plain).map_err(|_| ConnectError::Tls)?;
+        // Session tickets and the like.
+        if conn.wants_write() {
+            flush_tls(&mut stream, &mut conn, &[]).await?;
+        }
+    }
+}
+
+/// Connect and upgrade with an overall deadline.
+pub async fn connect_ws(
+    target: &Target,
+    source: Option<IpAddr>,
+    path: &str,
+    read_buf: usize,
+    timeout: Duration,
+) -> Result<Upgraded<TcpStream>, ConnectError> {
+    connect_ws_opts(target, source, path, read_buf, timeout, None).await
+}
+
+/// [`connect_ws`] with an optional `SO_RCVBUF`.
+pub async fn connect_ws_opts(
+    target: &Target,
+    source: Option<IpAddr>,
+    path: &str,
+    read_buf: usize,
+    timeout: Duration,
+    rcvbuf: Option<usize>,
+) -> Result<Upgraded<TcpStream>, ConnectError> {
+    let fut = async {
+        let s = tcp_connect_opts(target.addr, source, rcvbuf)
+            .await
+            .map_err(|e| ConnectError::from_io(&e))?;
+        match &target.tls_config {
+            Some(cfg) => upgrade_tls(s, cfg, &target.host, path, read_buf).await,
+            None => upgrade(s, &target.host, path, read_buf).await,
+        }
+    };
+    match monoio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let t = parse_url("ws://127.0.0.1:9001").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:9001".parse().unwrap());
+        assert!(!t.tls);
+        assert_eq!(t.host, "127.0.0.1:9001");
+        let t = parse_url("wss://127.0.0.1:9443/x").unwrap();
+        assert!(t.tls);
+        assert!(parse_url("http://x").is_err());
+    }
+
+    #[test]
+    fn source_ips() {
+        let v = parse_source_ips("127.0.0.2-127.0.0.20").unwrap();
+        assert_eq!(v.len(), 19);
+        assert_eq!(v[0], "127.0.0.2".parse::<IpAddr>().unwrap());
+        assert_eq!(parse_source_ips("127.0.0.1,127.0.0.3").unwrap().len(), 2);
+        assert!(parse_source_ips("nope").is_err());
+    }
+}

@@ -1,0 +1,785 @@
+//! Reports: the `--json` document (schema `loadgen/1`), the human summary, the `.hgrm`
+//! percentile distribution and the SVG charts.
+//!
+//! # JSON schema `loadgen/1`
+//!
+//! One object. Times are µs unless the field name says otherwise (`_s`, `_ms`, `_ns`).
+//! A section that does not apply to the scenario is `null`.
+//!
+//! | field | meaning |
+//! |---|---|
+//! | `schema` | `"loadgen/1"` — bumped on any incompatible change |
+//! | `scenario` | `fanout`, `connect`, `close`, `shutdown`, `capacity` |
+//! | `loadgen_version`, `started_unix_ms`, `target`, `driver` (`io_uring`/`epoll`), `threads` | run facts |
+//! | `config` | the scenario's parameters (free-form object) |
+//! | `connect` | `attempted`, `established`, `failed`, `failures` {cause → count; causes `refused`, `timeout`, `http_NNN`, `bad_handshake`, `tls`, `closed_during_handshake`, `addr_not_available`, `other: …`}, `latency_us` (summary), `rate_per_s` |
+//! | `latency_us` | summary of delivery latency = receive time − **scheduled** send time: `count`, `min`, `mean`, `p50`, `p90`, `p99`, `p999`, `p9999`, `max` |
+//! | `delivery` | `window_s`, `publishers`, `subscribers`, `topics`, `rate` (msgs/s offered, all publishers), `size`, `sent_in_window`, `expected`, `delivered`, `lost`, `loss_ratio`, `duplicates`, `reordered`, `foreign`, `deliveries_per_s`, `per_publisher` [{`id`, `topic`, `sent`, `sent_in_window`, `expected`, `delivered`, `lost`, `duplicates`, `reordered`}] |
+//! | `io` | `reads`, `frames`, `frames_per_read`, `max_frames_per_read`, `bytes_in`, `pings` |
+//! | `cpu` | `wall_s` (measurement window), `loadgen_cpu_s`, `loadgen_threads`, `loadgen_utilization` (cpu / (threads × wall)), `loadgen_ns_per_delivery`, `loadgen_saturated`, `server` {`pid`, `cpu_s`, `utilization`, `ns_per_delivery`, `rss_bytes`} or null |
+//! | `close` | `total`, `by_code` {code → count}, `clean`, `abnormal`, `error_before_close` (connections whose error event preceded their close, always 1006), `abnormal_without_error` (must be 0), `forced` (we shut the socket after `--close-timeout`), `errors` {error → count}, `time_to_close_us` (close start → TCP gone) |
+//! | `probes` | `close` scenario: [{`name`, `expected`, `observed_code`, `observed_reason`, `close_frame_ms`, `fin_after_close`, `sent_after_close_bytes`, `socket_closed_ms`, `drops`, `pass`, `detail`}] |
+//! | `shutdown` | `signal` (`sigterm` or `external`), `connections`, `close_frames`, `codes` {code → count}, `abnormal`, `signal_to_close_frame_us` (summary), `to_first_close_frame_ms`, `to_last_close_frame_ms`, `to_last_closed_ms`, `server_exit_ms` (null if not seen) |
+//! | `capacity` | `search` (`rate` or `subscribers`), `slo_p99_us`, `slo_loss`, `steps` [{`value`, `offered_deliveries_per_s`, `p50_us`, `p99_us`, `max_us`, `loss_ratio`, `lost`, `delivered`, `loadgen_saturated`, `server_cpu_utilization`, `pass`}], `answer` (null if no step passed) |
+//! | `slo` | `checks` [{`name`, `limit`, `observed`, `pass`}] from `--max-p99`, `--max-loss`, `--expect-close` and the scenario's own expectations |
+//! | `passed` | every check passed (the exit code is 1 otherwise) |
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::engine::CloseRecord;
+
+pub const SCHEMA: &str = "loadgen/1";
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct LatencySummary {
+    pub count: u64,
+    pub min: u64,
+    pub mean: f64,
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub p9999: u64,
+    pub max: u64,
+}
+
+impl LatencySummary {
+    pub fn from_hist(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            count: h.len(),
+            min: h.min(),
+            mean: (h.mean() * 10.0).round() / 10.0,
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            p9999: h.value_at_quantile(0.9999),
+            max: h.max(),
+        }
+    }
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct ConnectSection {
+    pub attempted: u64,
+    pub established: u64,
+    pub failed: u64,
+    pub failures: BTreeMap<String, u64>,
+    pub latency_us: LatencySummary,
+    pub rate_per_s: Option<f64>,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct PublisherDelivery {
+    pub id: u32,
+    pub topic: u32,
+    pub sent: u64,
+    pub sent_in_window: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct DeliverySection {
+    pub window_s: f64,
+    pub publishers: u64,
+    pub subscribers: u64,
+    pub topics: u32,
+    pub rate: f64,
+    pub size: usize,
+    pub sent_in_window: u64,
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub loss_ratio: f64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    pub foreign: u64,
+    pub deliveries_per_s: f64,
+    pub per_publisher: Vec<PublisherDelivery>,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct IoSection {
+    pub reads: u64,
+    pub frames: u64,
+    pub frames_per_read: f64,
+    pub max_frames_per_read: u64,
+    pub bytes_in: u64,
+    pub pings: u64,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct ServerCpu {
+    pub pid: u32,
+    pub cpu_s: f64,
+    pub utilization: f64,
+    pub ns_per_delivery: Option<f64>,
+    pub rss_bytes: u64,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct CpuSection {
+    pub wall_s: f64,
+    pub loadgen_cpu_s: f64,
+    pub loadgen_threads: usize,
+    pub loadgen_utilization: f64,
+    pub loadgen_ns_per_delivery: Option<f64>,
+    pub loadgen_saturated: bool,
+    pub server: Option<ServerCpu>,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct CloseSection {
+    pub total: u64,
+    pub by_code: BTreeMap<String, u64>,
+    pub clean: u64,
+    pub abnormal: u64,
+    pub error_before_close: u64,
+    pub abnormal_without_error: u64,
+    pub forced: u64,
+    pub errors: BTreeMap<String, u64>,
+    pub time_to_close_us: LatencySummary,
+}
+
+impl CloseSection {
+    pub fn from_records(recs: &[CloseRecord]) -> Self {
+        let mut s = CloseSection::default();
+        let mut h = crate::recv::latency_histogram();
+        for r in recs {
+            s.total += 1;
+            *s.by_code.entry(r.code.to_string()).or_default() += 1;
+            if r.clean {
+                s.clean += 1;
+            } else {
+                s.abnormal += 1;
+            }
+            if r.forced {
+                s.forced += 1;
+            }
+            match &r.error {
+                Some(e) => {
+                    if r.code == 1006 {
+                        s.error_before_close += 1;
+                    }
+                    *s.errors.entry(e.clone()).or_default() += 1;
+                }
+                None if r.code == 1006 => s.abnormal_without_error += 1,
+                None => {}
+            }
+            h.saturating_record(r.closed_ns.saturating_sub(r.close_start_ns) / 1000);
+        }
+        s.time_to_close_us = LatencySummary::from_hist(&h);
+        s
+    }
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct ProbeResult {
+    pub name: String,
+    pub expected: String,
+    pub observed_code: Option<u16>,
+    pub observed_reason: Option<String>,
+    pub close_frame_ms: Option<f64>,
+    pub fin_after_close: bool,
+    pub sent_after_close_bytes: u64,
+    pub socket_closed_ms: Option<f64>,
+    pub drops: Option<u64>,
+    pub pass: bool,
+    pub detail: String,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct ShutdownSection {
+    pub signal: String,
+    pub connections: u64,
+    pub close_frames: u64,
+    pub codes: BTreeMap<String, u64>,
+    pub abnormal: u64,
+    pub signal_to_close_frame_us: LatencySummary,
+    pub to_first_close_frame_ms: Option<f64>,
+    pub to_last_close_frame_ms: Option<f64>,
+    pub to_last_closed_ms: Option<f64>,
+    pub server_exit_ms: Option<f64>,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct CapacityStep {
+    pub value: f64,
+    pub offered_deliveries_per_s: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub loss_ratio: f64,
+    pub lost: u64,
+    pub delivered: u64,
+    pub loadgen_saturated: bool,
+    pub server_cpu_utilization: Option<f64>,
+    pub pass: bool,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct CapacitySection {
+    pub search: String,
+    pub slo_p99_us: u64,
+    pub slo_loss: f64,
+    pub steps: Vec<CapacityStep>,
+    pub answer: Option<f64>,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct Check {
+    pub name: String,
+    pub limit: String,
+    pub observed: String,
+    pub pass: bool,
+}
+
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct SloSection {
+    pub checks: Vec<Check>,
+}
+
+#[derive(Serialize, Clone, Debug)]
+pub struct Report {
+    pub schema: &'static str,
+    pub scenario: String,
+    pub loadgen_version: &'static str,
+    pub started_unix_ms: u64,
+    pub target: String,
+    pub driver: &'static str,
+    pub threads: usize,
+    pub config: serde_json::Value,
+    pub connect: Option<ConnectSection>,
+    pub latency_us: Option<LatencySummary>,
+    pub delivery: Option<DeliverySection>,
+    pub io: Option<IoSection>,
+    pub cpu: Option<CpuSection>,
+    pub close: Option<CloseSection>,
+    pub probes: Option<Vec<ProbeResult>>,
+    pub shutdown: Option<ShutdownSection>,
+    pub capacity: Option<CapacitySection>,
+    pub slo: SloSection,
+    pub passed: bool,
+}
+
+impl Report {
+    pub fn new(scenario: &str, target: &str, threads: usize, config: serde_json::Value) -> Self {
+        Report {
+            schema: SCHEMA,
+            scenario: scenario.into(),
+            loadgen_version: env!("CARGO_PKG_VERSION"),
+            started_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+            target: target.into(),
+            driver: crate::engine::driver_name(),
+            threads,
+            config,
+            connect: None,
+            latency_us: None,
+            delivery: None,
+            io: None,
+            cpu: None,
+            close: None,
+            probes: None,
+            shutdown: None,
+            capacity: None,
+            slo: SloSection::default(),
+            passed: true,
+        }
+    }
+
+    pub fn check(&mut self, name: &str, limit: String, observed: String, pass: bool) {
+        self.slo.checks.push(Check {
+            name: name.into(),
+            limit,
+            observed,
+            pass,
+        });
+        self.passed &= pass;
+    }
+
+    pub fn write_json(&self, path: &Path) -> std::io::Result<()> {
+        let s = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(path, s + "\n")
+    }
+
+    /// The human summary.
+    pub fn human(&self) -> String {
+        let mut o = String::new();
+        let _ = writeln!(
+            o,
+            "loadgen {} — {} against {} ({} threads, {})",
+            self.loadgen_version, self.scenario, self.target, self.threads, self.driver
+        );
+        if let Some(c) = &self.connect {
+            let _ = writeln!(o, "\nconnections");
+            let _ = writeln!(
+                o,
+                "  attempted {:>8}  established {:>8}  failed {:>6}{}",
+                c.attempted,
+                c.established,
+                c.failed,
+                c.rate_per_s
+                    .map(|r| format!("  rate {r:.0}/s"))
+                    .unwrap_or_default()
+            );
+            let l = &c.latency_us;
+            let _ = writeln!(
+                o,
+                "  connect+handshake  p50 {}  p90 {}  p99 {}  max {}",
+                us(l.p50),
+                us(l.p90),
+                us(l.p99),
+                us(l.max)
+            );
+            for (k, v) in &c.failures {
+                let _ = writeln!(o, "  failed: {k:<28} {v}");
+            }
+        }
+        if let Some(d) = &self.delivery {
+            let _ = writeln!(o, "\ndelivery ({:.2} s window)", d.window_s);
+            let _ = writeln!(
+                o,
+                "  {} subscribers, {} topics, {} publishers, {} msg/s × {} B → offered {:.0} deliveries/s",
+                d.subscribers,
+                d.topics,
+                d.publishers,
+                d.rate,
+                d.size,
+                d.rate * d.subscribers as f64 / d.topics.max(1) as f64
+            );
+            let _ = writeln!(
+                o,
+                "  sent {}  expected {}  delivered {}  lost {} ({:.4}%)  dup {}  reordered {}  foreign {}",
+                d.sent_in_window,
+                d.expected,
+                d.delivered,
+                d.lost,
+                d.loss_ratio * 100.0,
+                d.duplicates,
+                d.reordered,
+                d.foreign
+            );
+            let _ = writeln!(o, "  throughput {:.0} deliveries/s", d.deliveries_per_s);
+        }
+        if let Some(l) = &self.latency_us {
+            let _ = writeln!(
+                o,
+                "\nlatency (receive − scheduled send, {} samples)",
+                l.count
+            );
+            let _ = writeln!(
+                o,
+                "  p50 {}  p90 {}  p99 {}  p99.9 {}  p99.99 {}  max {}",
+                us(l.p50),
+                us(l.p90),
+                us(l.p99),
+                us(l.p999),
+                us(l.p9999),
+                us(l.max)
+            );
+        }
+        if let Some(io) = &self.io {
+            let _ = writeln!(
+                o,
+                "  receive: {} frames in {} reads = {:.1} frames/read (max {})",
+                io.frames, io.reads, io.frames_per_read, io.max_frames_per_read
+            );
+        }
+        if let Some(c) = &self.cpu {
+            let _ = writeln!(o, "\ncpu (over {:.2} s)", c.wall_s);
+            let _ = writeln!(
+                o,
+                "  loadgen  {:.2} s cpu, {:.0}% of {} thread(s){}{}",
+                c.loadgen_cpu_s,
+                c.loadgen_utilization * 100.0,
+                c.loadgen_threads,
+                c.loadgen_ns_per_delivery
+                    .map(|n| format!(", {n:.0} ns/delivery"))
+                    .unwrap_or_default(),
+                if c.loadgen_saturated {
+                    "  ** loadgen saturated: the server may be faster than measured **"
+                } else {
+                    ""
+                }
+            );
+            if let Some(s) = &c.server {
+                let _ = writeln!(
+                    o,
+                    "  server   {:.2} s cpu, {:.0}% of one core{}, RSS {:.1} MiB (pid {})",
+                    s.cpu_s,
+                    s.utilization * 100.0,
+                    s.ns_per_delivery
+                        .map(|n| format!(", {n:.0} ns/delivery"))
+                        .unwrap_or_default(),
+                    s.rss_bytes as f64 / (1 << 20) as f64,
+                    s.pid
+                );
+            }
+        }
+        if let Some(c) = &self.close {
+            let _ = writeln!(o, "\nclose");
+            let _ = writeln!(
+                o,
+                "  {} connections: clean {}  abnormal {}  error-before-close {}  forced {}",
+                c.total, c.clean, c.abnormal, c.error_before_close, c.forced
+            );
+            let codes: Vec<String> = c.by_code.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+            let _ = writeln!(o, "  codes: {}", codes.join("  "));
+            for (k, v) in &c.errors {
+                let _ = writeln!(o, "  error: {k} ×{v}");
+            }
+            let t = &c.time_to_close_us;
+            let _ = writeln!(
+                o,
+                "  time to close  p50 {}  p99 {}  max {}",
+                us(t.p50),
+                us(t.p99),
+                us(t.max)
+            );
+        }
+        if let Some(ps) = &self.probes {
+            let _ = writeln!(o, "\nclose probes");
+            for p in ps {
+                let _ = writeln!(
+                    o,
+                    "  {:<4} {:<12} expected {:<18} got {:<28} {}",
+                    if p.pass { "PASS" } else { "FAIL" },
+                    p.name,
+                    p.expected,
+                    match (p.observed_code, &p.observed_reason) {
+                        (Some(c), Some(r)) if !r.is_empty() => format!("{c} {r:?}"),
+                        (Some(c), _) => c.to_string(),
+                        (None, _) => p
+                            .drops
+                            .map(|d| format!("no close, {d} drops"))
+                            .unwrap_or_else(|| "no close".into()),
+                    },
+                    p.detail
+                );
+            }
+        }
+        if let Some(s) = &self.shutdown {
+            let _ = writeln!(o, "\nshutdown ({})", s.signal);
+            let codes: Vec<String> = s.codes.iter().map(|(k, v)| format!("{k}×{v}")).collect();
+            let _ = writeln!(
+                o,
+                "  {} connections, {} close frames, codes {}, abnormal {}",
+                s.connections,
+                s.close_frames,
+                codes.join(" "),
+                s.abnormal
+            );
+            let l = &s.signal_to_close_frame_us;
+            let _ = writeln!(
+                o,
+                "  signal → close frame  p50 {}  p99 {}  max {}",
+                us(l.p50),
+                us(l.p99),
+                us(l.max)
+            );
+            let _ = writeln!(
+                o,
+                "  first close frame {}  last close frame {}  last TCP close {}  server exit {}",
+                ms(s.to_first_close_frame_ms),
+                ms(s.to_last_close_frame_ms),
+                ms(s.to_last_closed_ms),
+                ms(s.server_exit_ms)
+            );
+        }
+        if let Some(c) = &self.capacity {
+            let _ = writeln!(
+                o,
+                "\ncapacity search over {} (SLO p99 ≤ {}, loss ≤ {})",
+                c.search,
+                us(c.slo_p99_us),
+                c.slo_loss
+            );
+            let _ = writeln!(
+                o,
+                "  {:>12} {:>16} {:>10} {:>10} {:>10} {:>10}  result",
+                c.search, "deliveries/s", "p50", "p99", "max", "loss"
+            );
+            for s in &c.steps {
+                let _ = writeln!(
+                    o,
+                    "  {:>12.0} {:>16.0} {:>10} {:>10} {:>10} {:>10.6}  {}{}",
+                    s.value,
+                    s.offered_deliveries_per_s,
+                    us(s.p50_us),
+                    us(s.p99_us),
+                    us(s.max_us),
+                    s.loss_ratio,
+                    if s.pass { "pass" } else { "FAIL" },
+                    if s.loadgen_saturated {
+                        " (loadgen saturated)"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            let _ = writeln!(
+                o,
+                "  answer: {}",
+                c.answer
+                    .map(|a| format!("{a:.0} {}", c.search))
+                    .unwrap_or_else(|| "no step met the SLO".into())
+            );
+        }
+        if !self.slo.checks.is_empty() {
+            let _ = writeln!(o, "\nchecks");
+            for c in &self.slo.checks {
+                let _ = writeln!(
+                    o,
+                    "  {} {:<28} limit {:<14} observed {}",
+                    if c.pass { "PASS" } else { "FAIL" },
+                    c.name,
+                    c.limit,
+                    c.observed
+                );
+            }
+        }
+        let _ = writeln!(o, "\nresult: {}", if self.passed { "PASS" } else { "FAIL" });
+        o
+    }
+}
+
+/// Format µs for people.
+pub fn us(v: u64) -> String {
+    if v >= 10_000_000 {
+        format!("{:.1}s", v as f64 / 1e6)
+    } else if v >= 10_000 {
+        format!("{:.1}ms", v as f64 / 1e3)
+    } else if v >= 1_000 {
+        format!("{:.2}ms", v as f64 / 1e3)
+    } else {
+        format!("{v}µs")
+    }
+}
+
+fn ms(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}ms")).unwrap_or_else(|| "-".into())
+}
+
+/// HdrHistogram percentile distribution text (the format of `outputPercentileDistribution`,
+/// values in milliseconds), loadable by the standard HdrHistogram plotter.
+pub fn hgrm(h: &Histogram<u64>) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{:>12} {:>14} {:>10} {:>14}\n",
+        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
+    );
+    if !h.is_empty() {
+        let mut total = 0u64;
+        for v in h.iter_quantiles(5) {
+            let q = v.quantile_iterated_to();
+            let value = v.value_iterated_to() as f64 / 1000.0;
+            total += v.count_since_last_iteration();
+            if q < 1.0 {
+                let _ = writeln!(
+                    o,
+                    "{value:>12.3} {q:>2.12} {total:>10} {:>14.2}",
+                    1.0 / (1.0 - q)
+                );
+            } else {
+                let _ = writeln!(o, "{value:>12.3} {q:>2.12} {total:>10}");
+            }
+        }
+    }
+    let mean = if h.is_empty() { 0.0 } else { h.mean() / 1000.0 };
+    let sd = if h.is_empty() {
+        0.0
+    } else {
+        h.stdev() / 1000.0
+    };
+    let _ = writeln!(o, "#[Mean    = {mean:>12.3}, StdDeviation   = {sd:>12.3}]");
+    let _ = writeln!(
+        o,
+        "#[Max     = {:>12.3}, Total count    = {:>12}]",
+        h.max() as f64 / 1000.0,
+        h.len()
+    );
+    let _ = writeln!(
+        o,
+        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
+        h.buckets(),
+        h.distinct_values()
+    );
+    o
+}
+
+/// Latency by percentile (x: 1/(1-p), log scale, labelled as percentiles).
+pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let mut pts: Vec<(f64, f64)> = Vec::new();
+    if !h.is_empty() {
+        for v in h.iter_quantiles(5) {
+            let q = v.quantile_iterated_to();
+            if q >= 0.999_99 {
+                break;
+            }
+            pts.push((1.0 / (1.0 - q), v.value_iterated_to() as f64 / 1000.0));
+        }
+        pts.push((100_000.0, h.value_at_quantile(0.999_99) as f64 / 1000.0));
+    }
+    let ymax = pts.iter().map(|p| p.1).fold(0.1f64, f64::max) * 1.1;
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d((1f64..100_000f64).log_scale(), 0f64..ymax)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("percentile")
+        .y_desc("latency (ms)")
+        .x_label_formatter(&|x| {
+            let p = 100.0 * (1.0 - 1.0 / x);
+            if p < 1.0 {
+                "0%".to_string()
+            } else {
+                format!("{p}%")
+            }
+        })
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(pts, &BLUE))
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// Capacity: offered value vs p50 and p99 (ms), with the SLO as a horizontal line.
+pub fn plot_capacity(c: &CapacitySection, title: &str, path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let mut steps = c.steps.clone();
+    steps.sort_by(|a, b| a.value.total_cmp(&b.value));
+    let xmax = steps.iter().map(|s| s.value).fold(1.0f64, f64::max) * 1.05;
+    let ymax = steps
+        .iter()
+        .map(|s| s.p99_us as f64 / 1000.0)
+        .fold(c.slo_p99_us as f64 / 1000.0, f64::max)
+        * 1.1;
+    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax.max(0.1))
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc(format!("{} (offered)", c.search))
+        .y_desc("latency (ms)")
+        .draw()
+        .map_err(|e| e.to_string())?;
+    chart
+        .draw_series(LineSeries::new(
+            steps.iter().map(|s| (s.value, s.p99_us as f64 / 1000.0)),
+            &RED,
+        ))
+        .map_err(|e| e.to_string())?
+        .label("p99")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    chart
+        .draw_series(LineSeries::new(
+            steps.iter().map(|s| (s.value, s.p50_us as f64 / 1000.0)),
+            &BLUE,
+        ))
+        .map_err(|e| e.to_string())?
+        .label("p50")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    let slo = c.slo_p99_us as f64 / 1000.0;
+    chart
+        .draw_series(LineSeries::new(vec![(0.0, slo), (xmax, slo)], &BLACK))
+        .map_err(|e| e.to_string())?
+        .label("SLO p99")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK));
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hgrm_format() {
+        let mut h = crate::recv::latency_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 10).unwrap();
+        }
+        let s = hgrm(&h);
+        assert!(s.starts_with("       Value     Percentile TotalCount 1/(1-Percentile)"));
+        assert!(s.contains("#[Max     ="));
+        let last_data = s
+            .lines()
+            .rfind(|l| !l.starts_with('#') && !l.is_empty())
+            .unwrap();
+        assert!(last_data.contains("1.000000000000"), "{last_data}");
+    }
+
+    #[test]
+    fn plots_render() {
+        let mut h = crate::recv::latency_histogram();
+        for v in 1..=1000u64 {
+            h.record(v * 10).unwrap();
+        }
+        let dir = std::env::temp_dir().join(format!("lg-plot-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("lat.svg");
+        plot_latency(&h, "test", &p).unwrap();
+        assert!(std::fs::read_to_string(&p).unwrap().contains("<svg"));
+        let c = CapacitySection {
+            search: "rate".into(),
+            slo_p99_us: 10_000,
+            slo_loss: 0.0,
+            steps: vec![
+                CapacityStep {
+                    value: 1000.0,
+                    p50_us: 500,
+                    p99_us: 2000,
+                    pass: true,
+                    ..Default::default()
+                },
+                CapacityStep {
+                    value: 2000.0,
+                    p50_us: 900,
+                    p99_us: 20000,
+                    ..Default::default()
+                },
+            ],
+            answer: Some(1000.0),
+        };
+        let p2 = dir.join("cap.svg");
+        plot_capacity(&c, "cap", &p2).unwrap();
+        assert!(std::fs::read_to_string(&p2).unwrap().contains("<svg"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -1,0 +1,185 @@
+//! `capacity`: step the offered load up until the SLO fails, then bisect.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::{Ctx, LoadOutcome, LoadRun, Result, RunError, common_checks, emit, watchdog};
+use crate::cli::{CapacityCmd, Dur, Load};
+use crate::report::{CapacitySection, CapacityStep};
+
+const MAX_STEP_UPS: usize = 20;
+
+pub fn run(cmd: &CapacityCmd) -> Result<i32> {
+    let ctx = Ctx::new(&cmd.common)?;
+    let by_rate = cmd.search == "rate";
+    let l = &cmd.load;
+    if l.publishers == 0 || l.subscribers == 0 {
+        return Err(RunError(
+            "capacity needs --publishers ≥ 1 and --subscribers ≥ 1".into(),
+        ));
+    }
+    if cmd.factor <= 1.0 {
+        return Err(RunError("--factor must be > 1".into()));
+    }
+    let start = cmd.start.unwrap_or(if by_rate {
+        l.rate
+    } else {
+        l.subscribers as f64
+    });
+    if start <= 0.0 {
+        return Err(RunError("--start must be > 0".into()));
+    }
+    let max = cmd.max.unwrap_or(f64::INFINITY);
+    let per_step = l.warmup.0
+        + cmd.step_duration.0
+        + l.drain.0
+        + cmd.common.connect_timeout.0
+        + cmd.common.close_timeout.0
+        + Duration::from_secs(5);
+    watchdog(
+        cmd.common
+            .timeout
+            .map(|d| d.0)
+            .unwrap_or(per_step * (MAX_STEP_UPS as u32 + cmd.bisect + 1) + Duration::from_secs(60)),
+    );
+    let slo_p99_us = cmd.slo_p99.0.as_micros() as u64;
+    let mut steps: Vec<CapacityStep> = Vec::new();
+    let mut best: Option<(f64, LoadOutcome)> = None;
+    let mut try_value = |v: f64, steps: &mut Vec<CapacityStep>| -> Result<bool> {
+        let mut load: Load = l.clone();
+        load.duration = Dur(cmd.step_duration.0);
+        if by_rate {
+            load.rate = v;
+        } else {
+            load.subscribers = v.round().max(1.0) as u32;
+        }
+        let out = one_step(&ctx, &load)?;
+        let (p50, p99, max_us) = (out.latency.p50, out.latency.p99, out.latency.max);
+        let (loss, lost, delivered) = out
+            .delivery
+            .as_ref()
+            .map(|d| (d.loss_ratio, d.lost, d.delivered))
+            .unwrap_or((1.0, 0, 0));
+        let pass = delivered > 0 && p99 <= slo_p99_us && loss <= cmd.slo_loss;
+        let step = CapacityStep {
+            value: v,
+            offered_deliveries_per_s: load.rate * load.subscribers as f64
+                / load.topics.max(1) as f64,
+            p50_us: p50,
+            p99_us: p99,
+            max_us,
+            loss_ratio: loss,
+            lost,
+            delivered,
+            loadgen_saturated: out.cpu.as_ref().is_some_and(|c| c.loadgen_saturated),
+            server_cpu_utilization: out
+                .cpu
+                .as_ref()
+                .and_then(|c| c.server.as_ref())
+                .map(|s| s.utilization),
+            pass,
+        };
+        eprintln!(
+            "capacity: {} {:.0}: p50 {} p99 {} loss {:.6} → {}",
+            cmd.search,
+            v,
+            crate::report::us(p50),
+            crate::report::us(p99),
+            loss,
+            if pass { "pass" } else { "fail" }
+        );
+        steps.push(step);
+        if pass && best.as_ref().is_none_or(|(b, _)| v > *b) {
+            best = Some((v, out));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        Ok(pass)
+    };
+
+    let mut v = start.min(max);
+    let mut lo: Option<f64> = None;
+    let mut hi: Option<f64> = None;
+    for _ in 0..MAX_STEP_UPS {
+        if try_value(v, &mut steps)? {
+            lo = Some(v);
+            if v >= max {
+                break;
+            }
+            v = (v * cmd.factor).min(max);
+        } else {
+            hi = Some(v);
+            break;
+        }
+    }
+    if let Some(h) = hi {
+        let mut low = lo.unwrap_or(0.0);
+        let mut high = h;
+        for _ in 0..cmd.bisect {
+            let mut mid = (low + high) / 2.0;
+            if !by_rate {
+                mid = mid.round();
+            }
+            if mid <= low || mid >= high || mid <= 0.0 {
+                break;
+            }
+            if try_value(mid, &mut steps)? {
+                low = mid;
+                lo = Some(mid);
+            } else {
+                high = mid;
+            }
+        }
+    }
+    let sec = CapacitySection {
+        search: cmd.search.clone(),
+        slo_p99_us,
+        slo_loss: cmd.slo_loss,
+        steps,
+        answer: lo,
+    };
+    let mut r = ctx.report(
+        "capacity",
+        json!({
+            "load": l,
+            "search": cmd.search,
+            "start": start,
+            "max": cmd.max,
+            "factor": cmd.factor,
+            "bisect": cmd.bisect,
+            "slo_p99_s": cmd.slo_p99.0.as_secs_f64(),
+            "slo_loss": cmd.slo_loss,
+            "step_duration_s": cmd.step_duration.0.as_secs_f64(),
+            "common": &cmd.common,
+        }),
+    );
+    let hist = best.as_ref().map(|(_, o)| o.hist().clone());
+    if let Some((_, o)) = &best {
+        o.fill(&mut r);
+    }
+    r.check(
+        "a step met the SLO",
+        format!(
+            "p99 ≤ {}, loss ≤ {}",
+            crate::report::us(slo_p99_us),
+            cmd.slo_loss
+        ),
+        sec.answer
+            .map(|a| format!("{a:.0}"))
+            .unwrap_or_else(|| "none".into()),
+        sec.answer.is_some(),
+    );
+    r.capacity = Some(sec);
+    common_checks(&mut r, &cmd.common);
+    Ok(emit(&r, hist.as_ref(), &cmd.common))
+}
+
+fn one_step(ctx: &Ctx, load: &Load) -> Result<LoadOutcome> {
+    let mut run = LoadRun::spawn(ctx, load, Vec::new())?;
+    let deadline = run.connect_deadline(load.connect_rate);
+    run.wait_connected(deadline);
+    run.begin(load.warmup.0, load.duration.0);
+    run.measure();
+    run.drain(load.drain.0);
+    run.finish()
+}

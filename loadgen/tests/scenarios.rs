@@ -1,0 +1,619 @@
+//! Every scenario, briefly, against the real `ringcast` binary; assertions on the JSON.
+//!
+//! Finding the server: `$RINGCAST_BIN` if set; otherwise the test runs
+//! `cargo build --release --bin ringcast -p ringcast` once (a no-op when up to date) into
+//! the same target directory as this test binary (`target/release/ringcast`; the release
+//! profile has its own build lock, so this does not wait on the running `cargo test`).
+//! If that build fails (a tree mid-edit) but an earlier `target/release/ringcast` exists,
+//! the tests use it and say so on stderr.
+//!
+//! Servers listen on 127.0.0.1:0, are stopped by PID, and every wait has a deadline.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const LOADGEN: &str = env!("CARGO_BIN_EXE_loadgen");
+
+/// The tests load the machine; one at a time gives stable numbers on 2 cores.
+fn serial() -> MutexGuard<'static, ()> {
+    static M: Mutex<()> = Mutex::new(());
+    M.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn target_dir() -> PathBuf {
+    // .../target/<profile>/loadgen → .../target
+    let exe = Path::new(LOADGEN);
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .expect("loadgen binary lives in target/<profile>/")
+}
+
+fn ringcast_bin() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        if let Ok(p) = std::env::var("RINGCAST_BIN") {
+            return PathBuf::from(p);
+        }
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.toml");
+        let status = Command::new(cargo)
+            .args(["build", "--release", "--bin", "ringcast", "-p", "ringcast"])
+            .arg("--manifest-path")
+            .arg(&manifest)
+            .env("CARGO_TARGET_DIR", target_dir())
+            .status()
+            .expect("run cargo build for ringcast");
+        let p = target_dir().join("release/ringcast");
+        if !status.success() {
+            // The tree may be mid-edit; an earlier build of the server is better than none.
+            assert!(
+                p.exists(),
+                "building ringcast failed and no earlier build exists"
+            );
+            eprintln!(
+                "warning: building ringcast failed; testing the earlier {}",
+                p.display()
+            );
+        }
+        assert!(p.exists(), "{} missing after build", p.display());
+        p
+    })
+    .clone()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut child = Command::new(ringcast_bin())
+            .args(["--listen", "127.0.0.1:0", "--workers", "1"])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start ringcast");
+        let out = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(p) = line.strip_prefix("listening on 127.0.0.1:") {
+                        let port = p
+                            .split_whitespace()
+                            .next()
+                            .unwrap_or_default()
+                            .parse()
+                            .expect("port");
+                        return Server { child, port };
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    panic!("ringcast did not print `listening on` within 20s");
+                }
+            }
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.port)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Wait (bounded) for the process to exit; true if it did.
+    fn wait_exit(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill(); // SIGKILL to this PID
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("loadgen-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d.join(name)
+}
+
+/// Run loadgen with a hard deadline; returns (exit code, stdout, stderr).
+fn loadgen(args: &[&str], limit: Duration) -> (i32, String, String) {
+    let child = Command::new(LOADGEN)
+        .args(args)
+        .args(["--progress", "never"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loadgen");
+    wait_child(child, limit)
+}
+
+fn wait_child(mut child: Child, limit: Duration) -> (i32, String, String) {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(Some(_)) = child.try_wait() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("collect output");
+            panic!(
+                "loadgen ran past {limit:?}\nstdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("collect output");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn read_json(p: &Path) -> Value {
+    let s = std::fs::read_to_string(p).expect("json written");
+    let v: Value = serde_json::from_str(&s).expect("valid json");
+    assert_eq!(v["schema"], "loadgen/1");
+    v
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a u64: {v}"))
+}
+
+#[test]
+fn fanout_modest_rate_loses_nothing() {
+    let _g = serial();
+    let srv = Server::start(&[]);
+    let (json, hgrm, svg) = (tmp("fanout.json"), tmp("fanout.hgrm"), tmp("fanout.svg"));
+    let pid = srv.pid().to_string();
+    let url = srv.url();
+    let (code, out, err) = loadgen(
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--subscribers",
+            "50",
+            "--publishers",
+            "2",
+            "--topics",
+            "2",
+            "--rate",
+            "500",
+            "--warmup",
+            "500ms",
+            "--duration",
+            "2s",
+            "--drain",
+            "2s",
+            "--server-pid",
+            &pid,
+            "--json",
+            json.to_str().unwrap(),
+            "--hgrm",
+            hgrm.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+            "--max-loss",
+            "0",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let v = read_json(&json);
+    assert_eq!(v["scenario"], "fanout");
+    let d = &v["delivery"];
+    assert!(u(&d["expected"]) > 0);
+    assert_eq!(u(&d["lost"]), 0, "{d}");
+    assert_eq!(u(&d["delivered"]), u(&d["expected"]));
+    assert_eq!(u(&d["duplicates"]), 0);
+    assert_eq!(u(&d["reordered"]), 0);
+    assert_eq!(d["per_publisher"].as_array().map(Vec::len), Some(2));
+    assert_eq!(u(&v["latency_us"]["count"]), u(&d["delivered"]));
+    assert!(v["io"]["frames_per_read"].as_f64().unwrap() >= 1.0);
+    assert!(v["cpu"]["server"]["cpu_s"].as_f64().is_some());
+    assert_eq!(u(&v["connect"]["established"]), 52);
+    assert_eq!(u(&v["close"]["by_code"]["1000"]), 52);
+    assert_eq!(u(&v["close"]["abnormal"]), 0);
+    assert!(
+        std::fs::read_to_string(&hgrm)
+            .unwrap()
+            .contains("Percentile")
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+}
+
+#[test]
+fn close_suite_passes() {
+    let _g = serial();
+    let srv = Server::start(&["--close-timeout", "500ms", "--max-payload", "64KiB"]);
+    let json = tmp("close.json");
+    let url = srv.url();
+    let (code, out, err) = loadgen(
+        &[
+            "close",
+            "--url",
+            &url,
+            "--subscribers",
+            "20",
+            "--rate",
+            "200",
+            "--warmup",
+            "200ms",
+            "--duration",
+            "2s",
+            "--max-payload",
+            "64KiB",
+            "--max-buffered",
+            "1MiB",
+            "--server-close-timeout",
+            "500ms",
+            "--slow-wait",
+            "2s",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    let v = read_json(&json);
+    let probes = v["probes"].as_array().expect("probes");
+    assert_eq!(probes.len(), 5);
+    for p in probes {
+        assert_eq!(
+            p["pass"], true,
+            "probe failed: {p}\nstdout:\n{out}\nstderr:\n{err}"
+        );
+    }
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+}
+
+#[test]
+fn shutdown_sees_1001_on_every_connection() {
+    let _g = serial();
+    let mut srv = Server::start(&[]);
+    let json = tmp("shutdown.json");
+    let pid = srv.pid().to_string();
+    let url = srv.url();
+    let (code, out, err) = loadgen(
+        &[
+            "shutdown",
+            "--url",
+            &url,
+            "--connections",
+            "300",
+            "--hold",
+            "300ms",
+            "--server-pid",
+            &pid,
+            "--timeout",
+            "20s",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let v = read_json(&json);
+    let s = &v["shutdown"];
+    assert_eq!(u(&s["connections"]), 300);
+    assert_eq!(u(&s["close_frames"]), 300);
+    assert_eq!(u(&s["codes"]["1001"]), 300, "{s}");
+    assert_eq!(u(&s["abnormal"]), 0);
+    assert!(s["server_exit_ms"].as_f64().is_some());
+    assert!(srv.wait_exit(Duration::from_secs(5)));
+}
+
+#[test]
+fn sigkill_mid_run_gives_error_before_1006() {
+    let _g = serial();
+    let srv = Server::start(&[]);
+    let json = tmp("killed.json");
+    let url = srv.url();
+    let child = Command::new(LOADGEN)
+        .args([
+            "fanout",
+            "--url",
+            &url,
+            "--subscribers",
+            "40",
+            "--rate",
+            "200",
+            "--warmup",
+            "200ms",
+            "--duration",
+            "3s",
+            "--drain",
+            "500ms",
+            "--progress",
+            "never",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start loadgen");
+    // Wait until the server holds all 41 connections (its open sockets), then SIGKILL it.
+    let fd_dir = format!("/proc/{}/fd", srv.pid());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut sockets = 0;
+    while Instant::now() < deadline {
+        sockets = std::fs::read_dir(&fd_dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| {
+                        std::fs::read_link(e.path())
+                            .map(|l| l.to_string_lossy().starts_with("socket:"))
+                            .unwrap_or(false)
+                    })
+                    .count()
+            })
+            .unwrap_or(0);
+        // 41 connections + the listener.
+        if sockets > 41 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(
+        sockets > 41,
+        "server never held the connections ({sockets} sockets)"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    drop(srv); // SIGKILL by PID
+    let (_code, out, err) = wait_child(child, Duration::from_secs(60));
+    let v = read_json(&json);
+    let c = &v["close"];
+    assert_eq!(u(&c["total"]), 41, "{c}\nstdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(u(&c["by_code"]["1006"]), 41, "{c}");
+    assert_eq!(u(&c["error_before_close"]), 41, "{c}");
+    assert_eq!(u(&c["abnormal_without_error"]), 0);
+    assert_eq!(u(&c["clean"]), 0);
+}
+
+#[test]
+fn connect_storm_establishes_everything() {
+    let _g = serial();
+    let srv = Server::start(&[]);
+    let json = tmp("connect.json");
+    let url = srv.url();
+    let (code, out, err) = loadgen(
+        &[
+            "connect",
+            "--url",
+            &url,
+            "--connections",
+            "500",
+            "--hold",
+            "200ms",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let v = read_json(&json);
+    assert_eq!(u(&v["connect"]["established"]), 500);
+    assert_eq!(u(&v["connect"]["failed"]), 0);
+    assert!(u(&v["connect"]["latency_us"]["count"]) == 500);
+    assert_eq!(u(&v["close"]["by_code"]["1000"]), 500);
+}
+
+#[test]
+fn connect_failures_are_counted_by_cause() {
+    let _g = serial();
+    let srv = Server::start(&[]);
+    let json = tmp("connect404.json");
+    let url = srv.url();
+    let (code, out, err) = loadgen(
+        &[
+            "connect",
+            "--url",
+            &url,
+            "--connections",
+            "20",
+            "--hold",
+            "0s",
+            "--sub-path",
+            "/nowhere/{topics}",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let v = read_json(&json);
+    assert_eq!(u(&v["connect"]["failures"]["http_404"]), 20);
+    drop(srv);
+    // Nothing listens on this port any more: refused.
+    let (code, _, err) = loadgen(
+        &[
+            "connect",
+            "--url",
+            &url,
+            "--connections",
+            "5",
+            "--hold",
+            "0s",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{err}");
+}
+
+#[test]
+fn capacity_search_finds_an_answer() {
+    let _g = serial();
+    let srv = Server::start(&[]);
+    let (json, svg) = (tmp("capacity.json"), tmp("capacity.svg"));
+    let url = srv.url();
+    let (code, out, err) = loadgen(
+        &[
+            "capacity",
+            "--url",
+            &url,
+            "--subscribers",
+            "20",
+            "--start",
+            "200",
+            "--factor",
+            "4",
+            "--max",
+            "800",
+            "--bisect",
+            "1",
+            "--warmup",
+            "200ms",
+            "--step-duration",
+            "1s",
+            "--drain",
+            "1s",
+            "--slo-p99",
+            "200ms",
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+        Duration::from_secs(120),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let v = read_json(&json);
+    let c = &v["capacity"];
+    assert!(!c["steps"].as_array().unwrap().is_empty());
+    assert_eq!(c["answer"].as_f64(), Some(800.0), "{c}");
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+}
+
+#[test]
+fn bad_flag_exits_2_naming_it_and_help_covers_every_scenario() {
+    let (code, _, err) = loadgen(&["fanout", "--rate", "fast"], Duration::from_secs(20));
+    assert_eq!(code, 2);
+    assert!(err.contains("--rate"), "{err}");
+    let (code, _, err) = loadgen(
+        &["close", "--expect", "slow=maybe"],
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("--expect"), "{err}");
+    let out = Command::new(LOADGEN).arg("--help").output().expect("help");
+    let help = String::from_utf8_lossy(&out.stdout);
+    for s in [
+        "fanout", "connect", "close", "shutdown", "capacity", "Examples",
+    ] {
+        assert!(help.contains(s), "--help lacks {s}");
+    }
+}
+
+#[test]
+fn fanout_over_wss_with_a_self_signed_certificate() {
+    let _g = serial();
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("self-signed certificate");
+    let (cert, key) = (tmp("cert.pem"), tmp("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).expect("write cert");
+    std::fs::write(&key, ck.signing_key.serialize_pem()).expect("write key");
+    let srv = Server::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let json = tmp("wss.json");
+    let url = format!("wss://127.0.0.1:{}", srv.port);
+    let (code, out, err) = loadgen(
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--insecure",
+            "--subscribers",
+            "20",
+            "--rate",
+            "200",
+            "--warmup",
+            "300ms",
+            "--duration",
+            "1s",
+            "--json",
+            json.to_str().unwrap(),
+            "--max-loss",
+            "0",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let v = read_json(&json);
+    assert_eq!(u(&v["delivery"]["lost"]), 0);
+    assert!(u(&v["delivery"]["delivered"]) > 0);
+    assert_eq!(u(&v["close"]["by_code"]["1000"]), 21);
+    // Without --insecure or --ca-file a self-signed server is refused up front.
+    let (code, _, err) = loadgen(
+        &[
+            "connect",
+            "--url",
+            &url,
+            "--connections",
+            "1",
+            "--hold",
+            "0s",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("--insecure"), "{err}");
+    // With the certificate as CA it verifies.
+    let (code, out, err) = loadgen(
+        &[
+            "connect",
+            "--url",
+            &url,
+            "--ca-file",
+            cert.to_str().unwrap(),
+            "--connections",
+            "5",
+            "--hold",
+            "0s",
+        ],
+        Duration::from_secs(30),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+}
