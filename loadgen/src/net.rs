@@ -204,29 +204,15 @@ where
             return Err(ConnectError::Closed);
         }
         head.extend_from_slice(&chunk[..n]);
-        match handshake::parse_response(&head) {
-            Ok(None) => {
-                if head.len() > 64 * 1024 {
-                    return Err(ConnectError::BadHandshake);
-                }
-            }
-            Ok(Some(resp)) => {
-                if resp.status != 101 {
-                    return Err(ConnectError::HttpStatus(resp.status));
-                }
-                if resp.accept.as_deref() != Some(handshake::accept_key(&key).as_str()) {
-                    return Err(ConnectError::BadHandshake);
-                }
-                let rest = head.get(resp.head_len..).unwrap_or_default();
-                let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
-                buf.extend_from_slice(rest);
-                return Ok(Upgraded {
-                    stream,
-                    buf,
-                    tls: None,
-                });
-            }
-            Err(_) => return Err(ConnectError::BadHandshake),
+        if let Some(head_len) = upgrade_answer(&head, &key)? {
+            let rest = head.get(head_len..).unwrap_or_default();
+            let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
+            buf.extend_from_slice(rest);
+            return Ok(Upgraded {
+                stream,
+                buf,
+                tls: None,
+            });
         }
     }
 }
@@ -275,29 +261,15 @@ pub async fn upgrade_tls(
     let req = handshake::client_request(host, path, &key, &[]);
     flush_tls(&mut stream, &mut conn, &req).await?;
     loop {
-        match handshake::parse_response(&plain) {
-            Ok(None) => {
-                if plain.len() > 64 * 1024 {
-                    return Err(ConnectError::BadHandshake);
-                }
-            }
-            Ok(Some(resp)) => {
-                if resp.status != 101 {
-                    return Err(ConnectError::HttpStatus(resp.status));
-                }
-                if resp.accept.as_deref() != Some(handshake::accept_key(&key).as_str()) {
-                    return Err(ConnectError::BadHandshake);
-                }
-                let rest = plain.get(resp.head_len..).unwrap_or_default();
-                let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
-                buf.extend_from_slice(rest);
-                return Ok(Upgraded {
-                    stream,
-                    buf,
-                    tls: Some(conn),
-                });
-            }
-            Err(_) => return Err(ConnectError::BadHandshake),
+        if let Some(head_len) = upgrade_answer(&plain, &key)? {
+            let rest = plain.get(head_len..).unwrap_or_default();
+            let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
+            buf.extend_from_slice(rest);
+            return Ok(Upgraded {
+                stream,
+                buf,
+                tls: Some(conn),
+            });
         }
         let raw = raw_read(&mut stream).await?;
         crate::tls::decrypt(&mut conn, &raw, &mut plain).map_err(|_| ConnectError::Tls)?;
@@ -365,5 +337,20 @@ mod tests {
         assert_eq!(v[0], "127.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(parse_source_ips("127.0.0.1,127.0.0.3").unwrap().len(), 2);
         assert!(parse_source_ips("nope").is_err());
+    }
+}
+
+/// The server's answer to our upgrade request: `Ok(Some(head_len))` once a valid 101 with
+/// the right `Sec-WebSocket-Accept` is complete, `Ok(None)` while it is incomplete.
+fn upgrade_answer(head: &[u8], key: &str) -> Result<Option<usize>, ConnectError> {
+    match handshake::parse_response(head) {
+        Ok(None) if head.len() > 64 * 1024 => Err(ConnectError::BadHandshake),
+        Ok(None) => Ok(None),
+        Ok(Some(resp)) if resp.status != 101 => Err(ConnectError::HttpStatus(resp.status)),
+        Ok(Some(resp)) if resp.accept.as_deref() != Some(handshake::accept_key(key).as_str()) => {
+            Err(ConnectError::BadHandshake)
+        }
+        Ok(Some(resp)) => Ok(Some(resp.head_len)),
+        Err(_) => Err(ConnectError::BadHandshake),
     }
 }
