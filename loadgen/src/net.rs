@@ -315,6 +315,21 @@ pub async fn connect_ws_opts(
     }
 }
 
+/// The server's answer to our upgrade request: `Ok(Some(head_len))` once a valid 101 with
+/// the right `Sec-WebSocket-Accept` is complete, `Ok(None)` while it is incomplete.
+fn upgrade_answer(head: &[u8], key: &str) -> Result<Option<usize>, ConnectError> {
+    match handshake::parse_response(head) {
+        Ok(None) if head.len() > 64 * 1024 => Err(ConnectError::BadHandshake),
+        Ok(None) => Ok(None),
+        Ok(Some(resp)) if resp.status != 101 => Err(ConnectError::HttpStatus(resp.status)),
+        Ok(Some(resp)) if resp.accept.as_deref() != Some(handshake::accept_key(key).as_str()) => {
+            Err(ConnectError::BadHandshake)
+        }
+        Ok(Some(resp)) => Ok(Some(resp.head_len)),
+        Err(_) => Err(ConnectError::BadHandshake),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,20 +352,5 @@ mod tests {
         assert_eq!(v[0], "127.0.0.2".parse::<IpAddr>().unwrap());
         assert_eq!(parse_source_ips("127.0.0.1,127.0.0.3").unwrap().len(), 2);
         assert!(parse_source_ips("nope").is_err());
-    }
-}
-
-/// The server's answer to our upgrade request: `Ok(Some(head_len))` once a valid 101 with
-/// the right `Sec-WebSocket-Accept` is complete, `Ok(None)` while it is incomplete.
-fn upgrade_answer(head: &[u8], key: &str) -> Result<Option<usize>, ConnectError> {
-    match handshake::parse_response(head) {
-        Ok(None) if head.len() > 64 * 1024 => Err(ConnectError::BadHandshake),
-        Ok(None) => Ok(None),
-        Ok(Some(resp)) if resp.status != 101 => Err(ConnectError::HttpStatus(resp.status)),
-        Ok(Some(resp)) if resp.accept.as_deref() != Some(handshake::accept_key(key).as_str()) => {
-            Err(ConnectError::BadHandshake)
-        }
-        Ok(Some(resp)) => Ok(Some(resp.head_len)),
-        Err(_) => Err(ConnectError::BadHandshake),
     }
 }
