@@ -114,3 +114,52 @@ fn metrics_follow_a_scripted_workload() {
         (open("pub") == 0.0).then_some(())
     });
 }
+
+/// The failure counters move too: a 1009 (oversized message) and a slow consumer
+/// (1008 `slow consumer`) show up under their codes and counters.
+#[test]
+fn metrics_count_a_1009_and_a_slow_consumer() {
+    let srv = Server::start(1, &["--max-payload", "1KiB", "--max-buffered", "16KiB"]);
+    let addr = srv.addr();
+    let before = srv.metrics();
+
+    // 1009: a header announcing more than --max-payload.
+    let mut big = WsClient::connect(addr, "/echo");
+    big.send_binary(&[7u8; 2048]);
+    big.expect_close(1009);
+
+    // Slow consumer: a subscriber with a tiny receive buffer that never reads.
+    let slow = common::tcp_connect_small_rcvbuf(addr, 4096);
+    let _slow = WsClient::upgrade(slow, addr, "/sub/slow", &[])
+        .unwrap_or_else(|r| panic!("slow subscriber refused: {}", r.status));
+    let mut publ = WsClient::connect(addr, "/pub/slow");
+    let payload = [b'x'; 1000];
+    wait_until(common::STEP * 4, "the slow subscriber to be closed", || {
+        for _ in 0..64 {
+            publ.send_binary(&payload);
+        }
+        let m = srv.metrics();
+        (m.get("ringcast_slow_consumer_closed_total", &[])
+            > before.get("ringcast_slow_consumer_closed_total", &[]))
+        .then_some(())
+    });
+
+    let m = srv.metrics();
+    let sent =
+        |m: &common::Metrics, code: &str| m.get("ringcast_close_sent_total", &[("code", code)]);
+    assert_eq!(
+        sent(&m, "1009") - sent(&before, "1009"),
+        1.0,
+        "close 1009 sent"
+    );
+    assert!(sent(&m, "1008") > sent(&before, "1008"), "close 1008 sent");
+    assert!(
+        m.get("ringcast_messages_in_total", &[]) > before.get("ringcast_messages_in_total", &[]),
+        "messages in counted"
+    );
+    assert!(
+        m.get("ringcast_frames_encoded_total", &[])
+            > before.get("ringcast_frames_encoded_total", &[]),
+        "frames encoded counted"
+    );
+}

@@ -50,9 +50,10 @@ type Spawned = (
     Arc<Mutex<Vec<String>>>,
 );
 
-fn spawn_capture(args: &[String]) -> Spawned {
+fn spawn_capture(args: &[String], env: &[(&str, &str)]) -> Spawned {
     let mut child = Command::new(bin())
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -106,7 +107,12 @@ impl Server {
 
     /// Start with exactly these arguments (must produce a loopback listener).
     pub fn start_args(args: &[String]) -> Result<Server, String> {
-        let (mut child, rx, stderr, stdout) = spawn_capture(args);
+        Self::start_args_env(args, &[])
+    }
+
+    /// As `start_args`, with extra environment variables for the server process only.
+    pub fn start_args_env(args: &[String], env: &[(&str, &str)]) -> Result<Server, String> {
+        let (mut child, rx, stderr, stdout) = spawn_capture(args, env);
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -255,7 +261,7 @@ pub struct Exited {
 /// Run `ringcast args` to completion (killed by PID and a panic after `timeout`).
 pub fn run_to_exit(args: &[&str], timeout: Duration) -> Exited {
     let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let (mut child, _rx, stderr, stdout) = spawn_capture(&args);
+    let (mut child, _rx, stderr, stdout) = spawn_capture(&args, &[]);
     let deadline = Instant::now() + timeout;
     let status = loop {
         if let Ok(Some(s)) = child.try_wait() {
