@@ -17,73 +17,20 @@
 //! So the exit status of a default run is 0 or 1, never anything else, and always
 //! `summary.exit_code` of its own JSON. No network is used; every run has a deadline.
 
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
 const DEADLINE: Duration = Duration::from_secs(20);
 
-struct Exited {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
+#[path = "common/exec.rs"]
+mod exec;
 
-/// Run the binary with no inherited `RINGCAST_*` variable (only `env`), to completion;
-/// killed and failed past the deadline.
+use exec::Exited;
+
 fn run(args: &[&str], env: &[(&str, &str)]) -> Exited {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
-    for (k, _) in std::env::vars_os() {
-        let name = k.to_string_lossy();
-        if name.starts_with("RINGCAST_") || name == "MONOIO_FORCE_LEGACY_DRIVER" {
-            cmd.env_remove(k);
-        }
-    }
-    let mut child = cmd
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn ringcast");
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
-    let deadline = Instant::now() + DEADLINE;
-    let mut text = |rx: mpsc::Receiver<String>| match rx
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-    {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringcast {args:?} still running after {DEADLINE:?}");
-        }
-    };
-    let stdout = text(out);
-    let stderr = text(err);
-    let status = child.wait().expect("wait for ringcast");
-    Exited {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
-}
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_string(&mut s);
-        }
-        let _ = tx.send(s);
-    });
-    rx
+    exec::run(args, env, DEADLINE)
 }
 
 /// `ringcast check --json ARGS`, parsed; the exit code must be 0 or 1 and agree with the

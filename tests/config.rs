@@ -4,10 +4,10 @@
 //! server); bad files exit 2 naming the key, the path or both; the printed configuration
 //! loads back to itself; and a server started from a config file listens where it says.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -38,68 +38,17 @@ impl Drop for TempFile {
     }
 }
 
-/// The binary with a clean slate: no `RINGCAST_*` variable inherited from the test run,
-/// only those in `env`.
+#[path = "common/exec.rs"]
+mod exec;
+
+use exec::{Exited, drain};
+
 fn ringcast(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringcast"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("RINGCAST_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.args(args)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
+    exec::command(args, env)
 }
 
-struct Exited {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-/// Run to completion; killed and failed if its output is not closed by the deadline.
 fn run(args: &[&str], env: &[(&str, &str)]) -> Exited {
-    let mut child = ringcast(args, env).spawn().expect("spawn ringcast");
-    let out = drain(child.stdout.take());
-    let err = drain(child.stderr.take());
-    let deadline = Instant::now() + DEADLINE;
-    // Both pipes reach EOF when the process exits.
-    let mut text = |rx: mpsc::Receiver<String>| match rx
-        .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-    {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("ringcast {args:?} still running after {DEADLINE:?}");
-        }
-    };
-    let stdout = text(out);
-    let stderr = text(err);
-    let status = child.wait().expect("wait for ringcast");
-    Exited {
-        code: status.code(),
-        stdout,
-        stderr,
-    }
-}
-
-/// Read a pipe to its end on a thread of its own.
-fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut s = String::new();
-        if let Some(mut p) = pipe {
-            let _ = p.read_to_string(&mut s);
-        }
-        let _ = tx.send(s);
-    });
-    rx
+    exec::run(args, env, DEADLINE)
 }
 
 /// `--print-config` with these arguments and environment, parsed.
