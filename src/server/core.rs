@@ -77,6 +77,12 @@ impl Shared {
                     limits,
                     metrics,
                     now: 0,
+                    ring: if super::sendring::enabled() {
+                        super::sendring::SendRing::new().ok()
+                    } else {
+                        None
+                    },
+                    batch: Vec::with_capacity(super::sendring::BATCH),
                 },
                 topics: registry,
                 staged: (0..workers).map(|_| Vec::new()).collect(),
@@ -153,6 +159,10 @@ pub struct Conns {
     pub metrics: Arc<CoreMetrics>,
     /// Coarse clock for deadlines, refreshed by tasks and the sweeper.
     pub now: u32,
+    /// The flush pass's batched sends (None: one `sendmsg` per connection).
+    pub ring: Option<super::sendring::SendRing>,
+    /// (connection, bytes) of each send in the current batch.
+    batch: Vec<(u32, usize)>,
 }
 
 /// What a subscriber delivery did.
@@ -335,6 +345,91 @@ impl Conns {
                 sys::shutdown_both(c.fd);
                 c.wake();
             }
+        }
+    }
+
+    /// The flush pass: write every connection in `keys`, plain ones batched through the
+    /// send ring (one submission for up to `BATCH` connections), the rest one by one.
+    pub fn flush_all(&mut self, keys: &[u32]) {
+        let Some(mut ring) = self.ring.take() else {
+            for &k in keys {
+                self.flush(k);
+            }
+            return;
+        };
+        for chunk in keys.chunks(super::sendring::BATCH) {
+            self.batch.clear();
+            for &key in chunk {
+                let Some(c) = self.slab.get_mut(key as usize) else {
+                    continue;
+                };
+                let simple = c.tls.is_none() && !c.out.is_empty() && !c.is_dead();
+                if !simple || c.has(flag::BLOCKED) {
+                    self.flush(key);
+                    continue;
+                }
+                c.clear(flag::DIRTY);
+                let slot = self.batch.len();
+                let (iovs, bytes) = c.out.fill_iov_slice(ring.iov_slot(slot));
+                ring.set(slot, c.fd, iovs);
+                self.batch.push((key, bytes));
+            }
+            if self.batch.is_empty() {
+                continue;
+            }
+            if ring.submit(self.batch.len()).is_err() {
+                // The kernel's view of these sends is unknown: their streams cannot be
+                // trusted. Fail their transports and stop batching on this worker.
+                tracing::error!("io_uring send batch failed; falling back to sendmsg");
+                for i in 0..self.batch.len() {
+                    let key = self.batch[i].0;
+                    self.kill(key);
+                }
+                return;
+            }
+            for i in 0..self.batch.len() {
+                let (key, want) = self.batch[i];
+                let res = ring.results[i];
+                self.settle_batched(key, want, res);
+            }
+        }
+        self.ring = Some(ring);
+    }
+
+    /// Apply one batched send's result to its connection.
+    fn settle_batched(&mut self, key: u32, want: usize, res: i32) {
+        let Some(c) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        self.metrics.write_calls.inc();
+        if res >= 0 {
+            let n = res as usize;
+            let done = c.out.advance(n);
+            self.metrics.bytes_out.add(n as u64);
+            self.metrics.frames_out.add(done as u64);
+            self.metrics.buffered_bytes.sub(n as u64);
+            if n < want {
+                c.set(flag::BLOCKED);
+                c.wake();
+            } else if !c.out.is_empty() {
+                // More frames than one send carries: the next pass takes the rest.
+                self.mark_dirty(key);
+            } else if c.has(flag::SHUT_WR_PENDING) {
+                c.clear(flag::SHUT_WR_PENDING);
+                c.set(flag::WR_SHUT);
+                sys::shutdown_write(c.fd);
+            }
+        } else if res == -libc::EAGAIN {
+            c.set(flag::BLOCKED);
+            c.wake();
+        } else if res == -libc::EINTR {
+            self.mark_dirty(key);
+        } else {
+            let dropped = c.out.clear();
+            self.metrics.buffered_bytes.sub(dropped as u64);
+            c.set(flag::BROKEN);
+            sys::shutdown_both(c.fd);
+            c.wake();
         }
     }
 

@@ -26,9 +26,7 @@ pub async fn flusher(sh: Rc<Shared>) {
         {
             let mut core = sh.core.borrow_mut();
             std::mem::swap(&mut batch, &mut core.conns.dirty);
-            for &key in &batch {
-                core.conns.flush(key);
-            }
+            core.conns.flush_all(&batch);
         }
         batch.clear();
         // Let the tasks woken by this pass (and readers) run before the next pass.

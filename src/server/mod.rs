@@ -10,6 +10,7 @@ pub mod flush;
 pub mod http;
 pub mod listen;
 pub mod outqueue;
+pub mod sendring;
 pub mod sweep;
 pub mod sys;
 pub mod task;

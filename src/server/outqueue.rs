@@ -41,6 +41,22 @@ impl OutQueue {
         self.frames.front().map(|f| &f[self.head_sent..])
     }
 
+    /// Fill `dst` with iovecs for the first pending frames; returns (iovecs, bytes).
+    pub fn fill_iov_slice(&self, dst: &mut [libc::iovec]) -> (usize, usize) {
+        let mut bytes = 0;
+        let mut n = 0;
+        for (slot, (i, f)) in dst.iter_mut().zip(self.frames.iter().enumerate()) {
+            let part = &f[if i == 0 { self.head_sent } else { 0 }..];
+            *slot = libc::iovec {
+                iov_base: part.as_ptr().cast_mut().cast(),
+                iov_len: part.len(),
+            };
+            bytes += part.len();
+            n += 1;
+        }
+        (n, bytes)
+    }
+
     /// Append iovecs for up to `max` pending frames to `iov`.
     pub fn fill_iov(&self, iov: &mut Vec<libc::iovec>, max: usize) {
         for (i, f) in self.frames.iter().take(max).enumerate() {
