@@ -363,7 +363,12 @@ impl Conns {
                 let Some(c) = self.slab.get_mut(key as usize) else {
                     continue;
                 };
-                let simple = c.tls.is_none() && !c.out.is_empty() && !c.is_dead();
+                // Deep queues (more frames than one batched send carries) go the plain way,
+                // which writes them to the end in one pass instead of one slot per pass.
+                let simple = c.tls.is_none()
+                    && !c.out.is_empty()
+                    && c.out.frames() <= super::sendring::IOV_PER_SEND
+                    && !c.is_dead();
                 if !simple || c.has(flag::BLOCKED) {
                     self.flush(key);
                     continue;
