@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{Server, WsClient, sync_subscribers};
+use common::{STEP, Server, WsClient, sync_subscribers, wait_until};
 
 fn start(env: &[(&str, &str)]) -> Server {
     let args: Vec<String> = ["--listen", "127.0.0.1:0", "--workers", "2"]
@@ -12,6 +12,17 @@ fn start(env: &[(&str, &str)]) -> Server {
         .map(|s| s.to_string())
         .collect();
     Server::start_args_env(&args, env).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// The start-up log line (stderr is pumped on a thread of its own, so it may trail the
+/// ready line on stdout).
+fn startup_line(srv: &Server) -> String {
+    wait_until(STEP, "the start-up log line", || {
+        srv.stderr()
+            .lines()
+            .find(|l| l.contains("ringcast started"))
+            .map(String::from)
+    })
 }
 
 fn echo_and_fan_out(srv: &Server) {
@@ -39,7 +50,7 @@ fn echo_and_fan_out(srv: &Server) {
 #[test]
 fn forced_epoll_driver_is_logged_and_serves() {
     let srv = start(&[("MONOIO_FORCE_LEGACY_DRIVER", "1")]);
-    let log = srv.stderr();
+    let log = startup_line(&srv);
     assert!(
         log.contains("driver=\"epoll"),
         "start-up log must name the epoll driver:\n{log}"
@@ -50,7 +61,7 @@ fn forced_epoll_driver_is_logged_and_serves() {
 #[test]
 fn default_driver_is_io_uring_here() {
     let srv = start(&[]);
-    let log = srv.stderr();
+    let log = startup_line(&srv);
     // CI hosts may block io_uring; then the fallback must be the one named.
     assert!(
         log.contains("driver=\"io_uring\"") || log.contains("driver=\"epoll"),
