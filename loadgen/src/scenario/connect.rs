@@ -7,7 +7,6 @@ use serde_json::json;
 use super::{Ctx, LoadRun, Result, common_checks, emit, wait_until, watchdog};
 use crate::cli::{ConnectCmd, Load};
 use crate::clock::now_ns;
-use crate::engine::{ConnKind, ConnSpec};
 
 pub fn run(cmd: &ConnectCmd) -> Result<i32> {
     let ctx = Ctx::new(&cmd.common)?;
@@ -24,16 +23,7 @@ pub fn run(cmd: &ConnectCmd) -> Result<i32> {
             + std::time::Duration::from_secs(60),
     );
     watchdog(bound);
-    let idle_topic = format!("{}idle", cmd.common.topic_prefix);
-    let path = ctx.sub_path_for(&idle_topic);
-    let specs: Vec<ConnSpec> = (0..cmd.connections)
-        .map(|_| ConnSpec {
-            kind: ConnKind::Hold,
-            path: path.clone(),
-            source: None,
-            connect_at_ns: None,
-        })
-        .collect();
+    let specs = ctx.idle_holds(cmd.connections);
     let load = Load {
         subscribers: 0,
         topics: 1,

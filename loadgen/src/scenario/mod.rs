@@ -77,6 +77,20 @@ impl Ctx {
         fill(&self.c.sub_path, topic)
     }
 
+    /// `n` idle subscribers on one topic of their own (the `connect` and `shutdown`
+    /// scenarios' held connections).
+    pub fn idle_holds(&self, n: u32) -> Vec<ConnSpec> {
+        let path = self.sub_path_for(&format!("{}idle", self.c.topic_prefix));
+        (0..n)
+            .map(|_| ConnSpec {
+                kind: ConnKind::Hold,
+                path: path.clone(),
+                source: None,
+                connect_at_ns: None,
+            })
+            .collect()
+    }
+
     pub fn pub_path_for(&self, topic: &str) -> String {
         fill(&self.c.pub_path, topic)
     }

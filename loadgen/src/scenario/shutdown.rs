@@ -9,7 +9,6 @@ use serde_json::json;
 use super::{Ctx, LoadRun, Result, RunError, common_checks, emit, wait_until, watchdog};
 use crate::cli::{Dur, Load, ShutdownCmd};
 use crate::clock::now_ns;
-use crate::engine::{ConnKind, ConnSpec};
 use crate::report::{LatencySummary, ShutdownSection};
 use crate::sys;
 
@@ -33,16 +32,7 @@ pub fn run(cmd: &ShutdownCmd) -> Result<i32> {
             + cmd.common.close_timeout.0
             + Duration::from_secs(30),
     );
-    let idle_topic = format!("{}idle", cmd.common.topic_prefix);
-    let path = ctx.sub_path_for(&idle_topic);
-    let holds: Vec<ConnSpec> = (0..cmd.connections)
-        .map(|_| ConnSpec {
-            kind: ConnKind::Hold,
-            path: path.clone(),
-            source: None,
-            connect_at_ns: None,
-        })
-        .collect();
+    let holds = ctx.idle_holds(cmd.connections);
     let load = if cmd.load {
         cmd.load_shape.clone()
     } else {
