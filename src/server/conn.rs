@@ -2,11 +2,11 @@
 //! memory beyond its (empty) queue; only a partial frame lives in its decoder.
 
 use std::os::fd::RawFd;
-use std::task::Waker;
 
 use crate::proto::Decoder;
 use crate::pubsub::TopicId;
 
+use super::input::HttpState;
 use super::outqueue::OutQueue;
 
 /// What the connection turned out to be.
@@ -54,7 +54,7 @@ pub mod flag {
     pub type Flags = u16;
     /// In the core's dirty list, waiting for the flush pass.
     pub const DIRTY: Flags = 1;
-    /// The socket buffer is full: the task waits for writability and flushes itself.
+    /// The socket buffer is full: the readiness loop watches for writability and flushes.
     pub const BLOCKED: Flags = 1 << 1;
     /// Shut the write side once the queue is empty (after a close frame / final answer).
     pub const SHUT_WR_PENDING: Flags = 1 << 2;
@@ -62,21 +62,26 @@ pub mod flag {
     pub const WR_SHUT: Flags = 1 << 3;
     /// A ping for the idle timeout is outstanding.
     pub const PING_OUT: Flags = 1 << 4;
-    /// Terminated by us (timeout or forced close): the task must end.
+    /// Terminated by us (timeout or forced close): the connection ends at its EOF.
     pub const KILLED: Flags = 1 << 5;
-    /// The transport failed (reset, broken pipe): the task must end.
+    /// The transport failed (reset, broken pipe): the connection ends at its EOF.
     pub const BROKEN: Flags = 1 << 6;
     /// The peer's close frame was received.
     pub const CLOSE_RECEIVED: Flags = 1 << 7;
     /// TLS close_notify queued.
     pub const CLOSE_NOTIFY: Flags = 1 << 8;
+    /// Frames were queued since the sweeper last looked (it frees an idle queue's ring).
+    pub const ACTIVE: Flags = 1 << 9;
 }
 
 pub const NO_TOPIC: TopicId = TopicId::MAX;
 
 #[derive(Debug)]
 pub struct Conn {
+    /// The socket; owned by the connection, closed when it is removed.
     pub fd: RawFd,
+    /// Told apart from earlier connections that used the same slab key (epoll tokens).
+    pub generation: u32,
     pub kind: Kind,
     pub state: State,
     pub flags: flag::Flags,
@@ -90,8 +95,8 @@ pub struct Conn {
     pub decoder: Option<Decoder>,
     /// Topics a subscriber is registered on.
     pub topics: Vec<TopicId>,
-    /// Wakes the connection's task (writability needed, killed, broken).
-    pub waker: Option<Waker>,
+    /// Request bytes and a pending POST body, while the connection speaks HTTP.
+    pub http: Option<Box<HttpState>>,
     /// Messages dropped for this subscriber under `--slow-consumer drop`.
     pub dropped: u64,
     /// The TLS session, on a `wss://` listener.
@@ -99,9 +104,10 @@ pub struct Conn {
 }
 
 impl Conn {
-    pub fn new(fd: RawFd, now: u32, handshake_deadline: u32) -> Self {
+    pub fn new(fd: RawFd, generation: u32, now: u32, handshake_deadline: u32) -> Self {
         Conn {
             fd,
+            generation,
             kind: Kind::Http,
             state: State::Http,
             flags: 0,
@@ -111,7 +117,7 @@ impl Conn {
             out: OutQueue::default(),
             decoder: None,
             topics: Vec::new(),
-            waker: None,
+            http: None,
             dropped: 0,
             tls: None,
         }
@@ -132,15 +138,7 @@ impl Conn {
         self.flags &= !f;
     }
 
-    /// Wake the task if it waits.
-    #[inline]
-    pub fn wake(&mut self) {
-        if let Some(w) = self.waker.take() {
-            w.wake();
-        }
-    }
-
-    /// The task must stop: killed or broken.
+    /// The connection must end: killed or broken.
     #[inline]
     pub fn is_dead(&self) -> bool {
         self.has(flag::KILLED | flag::BROKEN)

@@ -61,11 +61,12 @@ pub struct Shared {
 pub const READ_BUF: usize = 64 * 1024;
 
 impl Shared {
-    pub fn new(id: usize, global: Arc<Global>, metrics: Arc<CoreMetrics>) -> Rc<Self> {
+    pub fn new(id: usize, global: Arc<Global>, metrics: Arc<CoreMetrics>) -> io::Result<Rc<Self>> {
         let limits = Limits::from(&global.cfg);
+        let poller = super::poller::Poller::new()?;
         let registry = Registry::new(id, global.interest.clone());
         let workers = global.bus.senders.len();
-        Rc::new(Shared {
+        Ok(Rc::new(Shared {
             id,
             metrics: metrics.clone(),
             core: RefCell::new(Core {
@@ -83,6 +84,8 @@ impl Shared {
                         None
                     },
                     batch: Vec::with_capacity(super::sendring::BATCH),
+                    poller,
+                    next_generation: 0,
                 },
                 topics: registry,
                 staged: (0..workers).map(|_| Vec::new()).collect(),
@@ -97,7 +100,7 @@ impl Shared {
             ),
             global,
             epoch: Instant::now(),
-        })
+        }))
     }
 
     /// Milliseconds since the worker started (wraps after 49 days; compared with
@@ -163,6 +166,10 @@ pub struct Conns {
     pub ring: Option<super::sendring::SendRing>,
     /// (connection, bytes) of each send in the current batch.
     batch: Vec<(u32, usize)>,
+    /// The worker's readiness set (every connection is in it).
+    pub poller: super::poller::Poller,
+    /// Generation of the next connection (see `Conn::generation`).
+    pub next_generation: u32,
 }
 
 /// What a subscriber delivery did.
@@ -191,7 +198,7 @@ impl Conns {
             return;
         };
         if !c.has(flag::DIRTY) {
-            c.set(flag::DIRTY);
+            c.set(flag::DIRTY | flag::ACTIVE);
             self.dirty.push(key);
             if let Some(w) = self.flusher.take() {
                 w.wake();
@@ -274,7 +281,6 @@ impl Conns {
         c.set(flag::SHUT_WR_PENDING);
         c.deadline = now.wrapping_add(close_ms).max(1);
         self.metrics.close_sent[close_slot(code)].inc();
-        c.wake();
         self.mark_dirty(key);
     }
 
@@ -291,8 +297,8 @@ impl Conns {
         self.mark_dirty(key);
     }
 
-    /// Terminate the transport now (timeouts, forced close): both directions shut, the
-    /// task wakes on EOF and closes the socket.
+    /// Terminate the transport now (timeouts, forced close): both directions shut; the
+    /// readiness loop sees the EOF and closes the socket.
     pub fn kill(&mut self, key: u32) {
         let Some(c) = self.slab.get_mut(key as usize) else {
             return;
@@ -302,7 +308,6 @@ impl Conns {
         }
         c.set(flag::KILLED);
         sys::shutdown_both(c.fd);
-        c.wake();
     }
 
     /// Write everything queued for `key` in as few `sendmsg` calls as the socket takes.
@@ -334,16 +339,12 @@ impl Conns {
                     sys::shutdown_write(c.fd);
                 }
             }
-            Flushed::Blocked => {
-                c.set(flag::BLOCKED);
-                c.wake();
-            }
+            Flushed::Blocked => self.block(key),
             Flushed::Broken => {
                 let dropped = c.out.clear();
                 self.metrics.buffered_bytes.sub(dropped as u64);
                 c.set(flag::BROKEN);
                 sys::shutdown_both(c.fd);
-                c.wake();
             }
         }
     }
@@ -414,8 +415,7 @@ impl Conns {
             self.metrics.frames_out.add(done as u64);
             self.metrics.buffered_bytes.sub(n as u64);
             if n < want {
-                c.set(flag::BLOCKED);
-                c.wake();
+                self.block(key);
             } else if !c.out.is_empty() {
                 // More frames than one send carries: the next pass takes the rest.
                 self.mark_dirty(key);
@@ -425,8 +425,7 @@ impl Conns {
                 sys::shutdown_write(c.fd);
             }
         } else if res == -libc::EAGAIN {
-            c.set(flag::BLOCKED);
-            c.wake();
+            self.block(key);
         } else if res == -libc::EINTR {
             self.mark_dirty(key);
         } else {
@@ -434,7 +433,18 @@ impl Conns {
             self.metrics.buffered_bytes.sub(dropped as u64);
             c.set(flag::BROKEN);
             sys::shutdown_both(c.fd);
-            c.wake();
+        }
+    }
+
+    /// The socket is full: watch it for writability; the readiness loop flushes it then.
+    fn block(&mut self, key: u32) {
+        let Some(c) = self.slab.get_mut(key as usize) else {
+            return;
+        };
+        if !c.has(flag::BLOCKED) {
+            c.set(flag::BLOCKED);
+            let token = super::poller::token(key, c.generation);
+            self.poller.interest(c.fd, token, super::poller::READ_WRITE);
         }
     }
 

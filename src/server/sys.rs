@@ -127,3 +127,41 @@ pub fn allowed_cpus() -> Vec<usize> {
         .filter(|&i| unsafe { libc::CPU_ISSET(i, &set) })
         .collect()
 }
+
+/// `epoll_create1(EPOLL_CLOEXEC)`: the worker's readiness set.
+pub fn epoll_create() -> io::Result<RawFd> {
+    // SAFETY: plain syscall with a valid flag.
+    let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+    if fd < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(fd)
+    }
+}
+
+/// `epoll_ctl(epfd, op, fd, {events, token})`.
+pub fn epoll_ctl(epfd: RawFd, op: i32, fd: RawFd, events: u32, token: u64) -> io::Result<()> {
+    let mut ev = libc::epoll_event { events, u64: token };
+    // SAFETY: `ev` is a valid epoll_event for the duration of the call; the kernel copies it.
+    let rc = unsafe { libc::epoll_ctl(epfd, op, fd, &mut ev) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `epoll_wait(epfd, events, 0)`: the ready events, without blocking (the worker's runtime
+/// does the waiting). Returns how many entries of `events` were filled.
+pub fn epoll_poll(epfd: RawFd, events: &mut [libc::epoll_event]) -> usize {
+    let max = events.len().min(i32::MAX as usize) as i32;
+    // SAFETY: `events` is a valid, writable array of `max` entries for the whole call.
+    let n = unsafe { libc::epoll_wait(epfd, events.as_mut_ptr(), max, 0) };
+    if n < 0 { 0 } else { n as usize }
+}
+
+/// Close a descriptor the worker owns (a connection's socket once it is finished).
+pub fn close(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and never uses it again.
+    unsafe { libc::close(fd) };
+}

@@ -4,7 +4,7 @@
 
 use std::future::poll_fn;
 use std::net::TcpListener as StdListener;
-use std::os::fd::AsRawFd;
+use std::os::fd::IntoRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -22,7 +22,7 @@ use super::conn::{Conn, State};
 use super::core::{Global, Shared, ms};
 use super::flush::flusher;
 use super::sweep::sweeper;
-use super::task::serve;
+use super::{input, poller};
 
 /// What the control channel tells a worker.
 #[derive(Debug)]
@@ -76,7 +76,16 @@ pub fn run(args: WorkerArgs) -> DrainReport {
 }
 
 async fn worker_main(args: WorkerArgs) -> DrainReport {
-    let sh = Shared::new(args.id, args.global.clone(), args.metrics.clone());
+    let sh = match Shared::new(args.id, args.global.clone(), args.metrics.clone()) {
+        Ok(sh) => sh,
+        Err(e) => {
+            let _ = args.ready.send(Err(format!(
+                "worker {}: cannot create the readiness set: {e}",
+                args.id
+            )));
+            return DrainReport::default();
+        }
+    };
     let mut listeners = Vec::new();
     for l in args.listeners {
         match TcpListener::from_std(l) {
@@ -95,6 +104,7 @@ async fn worker_main(args: WorkerArgs) -> DrainReport {
         monoio::spawn(accept_loop(sh.clone(), l.clone(), canceller.handle()));
     }
     drop(listeners);
+    monoio::spawn(poller::run(sh.clone()));
     monoio::spawn(flusher(sh.clone()));
     monoio::spawn(sweeper(sh.clone()));
     monoio::spawn(inbox(sh.clone(), args.inbox));
@@ -129,32 +139,43 @@ async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io::Can
         };
         sh.metrics.accepted.inc();
         let _ = stream.set_nodelay(true);
+        // From here the connection is served by the readiness loop, not by a task.
+        let fd = stream.into_raw_fd();
         let open = sh.global.connections.fetch_add(1, Ordering::Relaxed);
-        let reject = open >= max;
         let now = sh.now_ms();
         let deadline = now.wrapping_add(ms(sh.cfg().handshake_timeout)).max(1);
-        let key = {
-            let mut core = sh.core.borrow_mut();
-            core.conns.now = now;
-            let mut conn = Conn::new(stream.as_raw_fd(), now, deadline);
-            if let Some(cfg) = &sh.global.tls {
-                match rustls::ServerConnection::new(cfg.clone()) {
-                    Ok(mut t) => {
-                        // rustls's own 64 KiB cap would refuse a large frame outright; the
-                        // flush hands it at most one batch plus one frame at a time anyway.
-                        t.set_buffer_limit(None);
-                        conn.tls = Some(Box::new(t));
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "TLS session set-up failed");
-                        sh.global.connections.fetch_sub(1, Ordering::Relaxed);
-                        continue;
-                    }
+        let mut core = sh.core.borrow_mut();
+        core.conns.now = now;
+        let generation = core.conns.next_generation;
+        core.conns.next_generation = generation.wrapping_add(1);
+        let mut conn = Conn::new(fd, generation, now, deadline);
+        if let Some(cfg) = &sh.global.tls {
+            match rustls::ServerConnection::new(cfg.clone()) {
+                Ok(mut t) => {
+                    // rustls's own 64 KiB cap would refuse a large frame outright; the
+                    // flush hands it at most one batch plus one frame at a time anyway.
+                    t.set_buffer_limit(None);
+                    conn.tls = Some(Box::new(t));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "TLS session set-up failed");
+                    sh.global.connections.fetch_sub(1, Ordering::Relaxed);
+                    super::sys::close(fd);
+                    continue;
                 }
             }
-            core.conns.slab.insert(conn) as u32
-        };
-        monoio::spawn(serve(sh.clone(), stream, key, reject));
+        }
+        let key = core.conns.slab.insert(conn) as u32;
+        if let Err(e) = core.conns.poller.add(fd, poller::token(key, generation)) {
+            tracing::warn!(error = %e, "cannot watch a new connection");
+            core.conns.slab.remove(key as usize);
+            sh.global.connections.fetch_sub(1, Ordering::Relaxed);
+            super::sys::close(fd);
+            continue;
+        }
+        if open >= max {
+            input::reject(&sh, &mut core, key);
+        }
     }
 }
 
@@ -224,7 +245,7 @@ async fn drain(sh: &Rc<Shared>, going_away: Bytes) -> DrainReport {
             core.conns.kill(k);
         }
     }
-    // Let the killed tasks observe EOF and close their sockets (bounded).
+    // Let the readiness loop see the killed connections' EOF and close them (bounded).
     let settle = Instant::now() + Duration::from_millis(200);
     while !sh.core.borrow().conns.slab.is_empty() && Instant::now() < settle {
         monoio::time::sleep(Duration::from_millis(1)).await;

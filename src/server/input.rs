@@ -1,40 +1,28 @@
-//! The connection task: one per accepted socket. It waits for readability (a poll on
-//! io_uring, or epoll under the fallback driver), reads into the per-core buffer, feeds the
-//! request parser or the WebSocket decoder, and acts on what they produce. Writes are made
-//! by the flush cycle (`flush.rs`); the task only takes over when the socket is full.
+//! Connection input: what happens when the readiness loop (`poller.rs`) reports a
+//! connection. It reads into the per-core buffer, feeds the request parser or the WebSocket
+//! decoder, and acts on what they produce. Writes are made by the flush cycle (`flush.rs`);
+//! a write event only means a full socket can take more.
 //!
 //! Data flows one way: socket → proto → pubsub → subscribers' queues → socket.
 
-use std::future::poll_fn;
 use std::io;
-use std::os::fd::AsRawFd;
-use std::pin::{Pin, pin};
-use std::rc::Rc;
 use std::sync::atomic::Ordering;
-use std::task::Poll;
 
 use bytes::Bytes;
-use monoio::net::TcpStream;
 
 use crate::metrics::close_slot;
 use crate::proto::encode::server_frame;
 use crate::proto::handshake::{self, RequestHead};
 use crate::proto::{Decoder, DecoderConfig, Event, OpCode, Payload, Role};
-use crate::pubsub::Batch;
 
 use super::conn::{Kind, State, flag};
 use super::core::{Core, Shared};
 use super::http::{Route, route};
-use super::sys;
+use super::{poller, sys};
 
-/// Reads per wake-up before yielding to other tasks (fairness under a flood).
+/// Reads per event before moving on to the next connection (fairness under a flood; the
+/// level-triggered set reports the rest in the next batch).
 const READS_PER_WAKE: usize = 8;
-
-enum Wake {
-    Readable,
-    Writable,
-    Signal,
-}
 
 /// What a read step decided.
 #[derive(PartialEq, Eq)]
@@ -45,135 +33,88 @@ enum Step {
 }
 
 /// A request whose body is still arriving (`POST /pub`).
-struct PendingPost {
+#[derive(Debug)]
+pub struct PendingPost {
     head: RequestHead,
     topic: String,
     text: bool,
     len: usize,
 }
 
-/// Per-task HTTP state (dropped once the connection upgrades).
-#[derive(Default)]
-struct HttpState {
+/// HTTP state of a connection still reading requests (dropped once it upgrades, so an idle
+/// WebSocket carries none).
+#[derive(Debug, Default)]
+pub struct HttpState {
     buf: Vec<u8>,
     post: Option<PendingPost>,
 }
 
-/// Serve one accepted connection until it is closed.
-pub async fn serve(sh: Rc<Shared>, stream: TcpStream, key: u32, reject: bool) {
-    let fd = stream.as_raw_fd();
-    // Boxed and dropped after the upgrade: an idle WebSocket's task carries no HTTP state.
-    let mut http: Option<Box<HttpState>> = None;
-    let mut staged: Vec<(usize, Batch)> = Vec::new();
+/// A new connection past the connection limit: answer 503 and close.
+pub fn reject(sh: &Shared, core: &mut Core, key: u32) {
+    sh.metrics.handshake_failure(503);
+    sh.metrics.rejected[0].inc();
+    let resp = handshake::error_response(503, "too many connections", &[]);
+    core.conns.enqueue(key, Bytes::from(resp));
+    core.conns.finish_http(key);
+}
 
-    if reject {
+/// One readiness event for the connection behind `token`.
+pub fn on_ready(sh: &Shared, token: u64, events: u32) {
+    let key = token as u32;
+    let generation = (token >> 32) as u32;
+    let step = {
         let mut core = sh.core.borrow_mut();
-        sh.metrics.handshake_failure(503);
-        sh.metrics.rejected[0].inc();
-        let resp = handshake::error_response(503, "too many connections", &[]);
-        core.conns.enqueue(key, Bytes::from(resp));
-        core.conns.finish_http(key);
-    }
-
-    let mut rd = pin!(stream.readable(false));
-    // The writability wait exists only while the socket is full, boxed so it is not part
-    // of every idle connection's task.
-    type WriteWait<'a> = Pin<Box<dyn Future<Output = io::Result<()>> + 'a>>;
-    let mut wr: Option<WriteWait<'_>> = None;
-    loop {
-        // Cross-core hand-off of what the last read published: awaiting a full channel is
-        // the publisher's backpressure (its reads pause), never a drop.
-        for (w, batch) in staged.drain(..) {
-            let Some(tx) = sh.global.bus.senders.get(w) else {
-                continue;
-            };
-            sh.metrics.cross_core_batches.inc();
-            match tx.try_send(batch) {
-                Ok(()) => {}
-                // The wait is boxed so its (rarely used) state is not part of every idle
-                // connection's task.
-                Err(flume::TrySendError::Full(batch)) => {
-                    let _ = Box::pin(tx.send_async(batch)).await;
-                }
-                Err(flume::TrySendError::Disconnected(_)) => {}
-            }
-        }
-
-        let wake = poll_fn(|cx| {
-            if let Poll::Ready(r) = rd.as_mut().poll(cx) {
-                return Poll::Ready((Wake::Readable, r));
-            }
-            if let Some(w) = wr.as_mut() {
-                let w = w.as_mut();
-                if let Poll::Ready(r) = w.poll(cx) {
-                    return Poll::Ready((Wake::Writable, r));
-                }
-            }
-            let mut core = sh.core.borrow_mut();
-            let Some(c) = core.conns.get_mut(key) else {
-                return Poll::Ready((Wake::Signal, Ok(())));
-            };
-            if c.is_dead() || (c.has(flag::BLOCKED) && wr.is_none()) {
-                return Poll::Ready((Wake::Signal, Ok(())));
-            }
-            c.waker = Some(cx.waker().clone());
-            Poll::Pending
-        })
-        .await;
-
-        let step = match wake {
-            (Wake::Readable, res) => {
-                rd.set(stream.readable(false));
-                if res.is_err() {
-                    Step::Done
-                } else {
-                    on_readable(&sh, key, fd, &mut http, &mut staged)
-                }
-            }
-            (Wake::Writable, _) => {
-                wr = None;
-                let mut core = sh.core.borrow_mut();
-                if let Some(c) = core.conns.get_mut(key) {
-                    c.clear(flag::BLOCKED);
-                }
-                core.conns.flush(key);
-                Step::Continue
-            }
-            (Wake::Signal, _) => {
-                let core = sh.core.borrow();
-                match core.conns.get(key) {
-                    None => Step::Done,
-                    // Killed (timeout, forced close) or broken: the socket is shut both
-                    // ways; end now rather than wait for the readiness wake.
-                    Some(c) if c.is_dead() => Step::Done,
-                    Some(c) => {
-                        if c.has(flag::BLOCKED) && wr.is_none() {
-                            wr = Some(Box::pin(stream.writable(false)));
-                        }
-                        Step::Continue
-                    }
-                }
-            }
+        let Some(c) = core.conns.get_mut(key) else {
+            return;
         };
-        if step == Step::Done {
-            break;
+        if c.generation != generation {
+            return;
         }
+        if events & libc::EPOLLOUT as u32 != 0 && c.has(flag::BLOCKED) {
+            c.clear(flag::BLOCKED);
+            let (fd, token) = (c.fd, poller::token(key, c.generation));
+            core.conns.poller.interest(fd, token, poller::READ);
+            core.conns.flush(key);
+        }
+        if events & !(libc::EPOLLOUT as u32) != 0 {
+            core.conns.now = sh.now_ms();
+            on_readable(sh, &mut core, key)
+        } else {
+            Step::Continue
+        }
+    };
+    if step == Step::Done {
+        finish(sh, key);
     }
-    finish(&sh, key);
-    // `stream` (and the socket) is dropped when the pinned waits that borrow it are.
 }
 
 /// The socket is readable: read and act according to the connection's state.
-fn on_readable(
+fn on_readable(sh: &Shared, core: &mut Core, key: u32) -> Step {
+    let mut rbuf = sh.rbuf.borrow_mut();
+    let Some(c) = core.conns.get_mut(key) else {
+        return Step::Done;
+    };
+    let fd = c.fd;
+    // The HTTP state travels outside the connection while its input is handled (the
+    // handlers borrow the connection table).
+    let mut http = c.http.take();
+    let step = read_some(sh, core, key, fd, &mut rbuf, &mut http);
+    if let Some(c) = core.conns.get_mut(key)
+        && c.state == State::Http
+    {
+        c.http = http;
+    }
+    step
+}
+
+fn read_some(
     sh: &Shared,
+    core: &mut Core,
     key: u32,
     fd: i32,
+    rbuf: &mut [u8],
     http: &mut Option<Box<HttpState>>,
-    staged: &mut Vec<(usize, Batch)>,
 ) -> Step {
-    let mut rbuf = sh.rbuf.borrow_mut();
-    let mut core = sh.core.borrow_mut();
-    core.conns.now = sh.now_ms();
     for _ in 0..READS_PER_WAKE {
         let Some(c) = core.conns.get(key) else {
             return Step::Done;
@@ -182,7 +123,7 @@ fn on_readable(
             return Step::Done;
         }
         let state = c.state;
-        let n = match sys::recv(fd, &mut rbuf) {
+        let n = match sys::recv(fd, rbuf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Step::Continue,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -205,9 +146,9 @@ fn on_readable(
         }
         let step = if core.conns.get(key).is_some_and(|c| c.tls.is_some()) {
             let mut pbuf = sh.pbuf.borrow_mut();
-            tls_input(sh, &mut core, key, &rbuf[..n], &mut pbuf, http)
+            tls_input(sh, core, key, &rbuf[..n], &mut pbuf, http)
         } else {
-            dispatch(sh, &mut core, key, state, &mut rbuf[..n], http)
+            dispatch(sh, core, key, state, &mut rbuf[..n], http)
         };
         if step == Step::Done {
             return Step::Done;
@@ -215,7 +156,6 @@ fn on_readable(
         if http.is_some() && core.conns.get(key).is_none_or(|c| c.state != State::Http) {
             *http = None;
         }
-        staged.extend(core.take_staged());
         if n < rbuf.len() {
             return Step::Continue;
         }
@@ -614,13 +554,15 @@ fn on_message(
     }
 }
 
-/// The task is over: remove the connection everywhere and account for how it ended.
+/// The connection is over: remove it everywhere, close its socket and account for how it ended.
 fn finish(sh: &Shared, key: u32) {
     let mut core = sh.core.borrow_mut();
     let draining = core.draining;
     let Some(c) = core.remove(key) else {
         return;
     };
+    // Closing the descriptor also takes it out of the epoll set.
+    sys::close(c.fd);
     sh.global.connections.fetch_sub(1, Ordering::Relaxed);
     if c.kind.is_websocket() {
         sh.metrics.closed[c.kind.metrics_index()].inc();
