@@ -84,6 +84,7 @@ impl Shared {
                         None
                     },
                     batch: Vec::with_capacity(super::sendring::BATCH),
+                    fins: Vec::new(),
                     poller,
                     next_generation: 0,
                 },
@@ -166,6 +167,8 @@ pub struct Conns {
     pub ring: Option<super::sendring::SendRing>,
     /// (connection, bytes) of each send in the current batch.
     batch: Vec<(u32, usize)>,
+    /// Connections to half-close at the end of the current flush pass.
+    fins: Vec<u32>,
     /// The worker's readiness set (every connection is in it).
     pub poller: super::poller::Poller,
     /// Generation of the next connection (see `Conn::generation`).
@@ -391,6 +394,17 @@ impl Conns {
                     let key = self.batch[i].0;
                     self.kill(key);
                 }
+                // FINs of the chunks that did go out: the plain way.
+                for key in std::mem::take(&mut self.fins) {
+                    if let Some(c) = self.slab.get_mut(key as usize)
+                        && c.has(flag::SHUT_WR_PENDING)
+                        && c.out.is_empty()
+                    {
+                        c.clear(flag::SHUT_WR_PENDING);
+                        c.set(flag::WR_SHUT);
+                        sys::shutdown_write(c.fd);
+                    }
+                }
                 return;
             }
             for i in 0..self.batch.len() {
@@ -399,7 +413,39 @@ impl Conns {
                 self.settle_batched(key, want, res);
             }
         }
+        self.send_fins(&mut ring);
         self.ring = Some(ring);
+    }
+
+    /// Half-close the connections whose close frame (or final answer) this pass finished,
+    /// in batched submissions once every send is done: in a mass close every client gets
+    /// its close frame before the pass spends time on FINs.
+    fn send_fins(&mut self, ring: &mut super::sendring::SendRing) {
+        let mut fins = std::mem::take(&mut self.fins);
+        for chunk in fins.chunks(super::sendring::BATCH) {
+            let mut fds = [0 as libc::c_int; super::sendring::BATCH];
+            let mut n = 0;
+            for &key in chunk {
+                if let Some(c) = self.slab.get_mut(key as usize)
+                    && c.has(flag::SHUT_WR_PENDING)
+                    && c.out.is_empty()
+                {
+                    c.clear(flag::SHUT_WR_PENDING);
+                    c.set(flag::WR_SHUT);
+                    fds[n] = c.fd;
+                    n += 1;
+                }
+            }
+            if n > 0 && ring.shutdown_write(&fds[..n]).is_err() {
+                // Unknown outcome: make sure every FIN is out the plain way (a second
+                // shutdown of the write side is harmless).
+                for &fd in &fds[..n] {
+                    sys::shutdown_write(fd);
+                }
+            }
+        }
+        fins.clear();
+        self.fins = fins;
     }
 
     /// Apply one batched send's result to its connection.
@@ -420,9 +466,8 @@ impl Conns {
                 // More frames than one send carries: the next pass takes the rest.
                 self.mark_dirty(key);
             } else if c.has(flag::SHUT_WR_PENDING) {
-                c.clear(flag::SHUT_WR_PENDING);
-                c.set(flag::WR_SHUT);
-                sys::shutdown_write(c.fd);
+                // The FIN goes out after every send of this pass (see `flush_all`).
+                self.fins.push(key);
             }
         } else if res == -libc::EAGAIN {
             self.block(key);

@@ -86,6 +86,31 @@ impl SendRing {
                 }
             }
         }
+        self.reap(n)
+    }
+
+    /// Half-close (`SHUT_WR`) `fds` (at most `BATCH`) in one submission: the FINs that
+    /// follow the close frames a flush pass just sent. Results land in `results`.
+    pub fn shutdown_write(&mut self, fds: &[RawFd]) -> io::Result<()> {
+        let n = fds.len().min(BATCH);
+        {
+            let mut sq = self.ring.submission();
+            for (i, &fd) in fds.iter().take(n).enumerate() {
+                let e = opcode::Shutdown::new(types::Fd(fd), libc::SHUT_WR)
+                    .build()
+                    .user_data(i as u64);
+                // SAFETY: a shutdown refers to no memory; `fd` stays open until reaped
+                // (the flush pass holds the connection table).
+                if unsafe { sq.push(&e) }.is_err() {
+                    return Err(io::Error::other("submission queue full"));
+                }
+            }
+        }
+        self.reap(n)
+    }
+
+    /// Submit what is queued and wait for `n` completions (user data = slot).
+    fn reap(&mut self, n: usize) -> io::Result<()> {
         let mut reaped = 0;
         let mut failures = 0;
         while reaped < n {
@@ -162,6 +187,18 @@ mod tests {
             assert_eq!(&got[..want.len()], &want[..]);
             assert_eq!(&got[want.len()..], &want[..]);
         }
+
+        // Batched half-close: the peer reads what was sent, then EOF.
+        let (a, b) = UnixStream::pair().expect("socketpair");
+        ring.iov_slot(0)[0] = iov(b"bye");
+        ring.set(0, a.as_raw_fd(), 1);
+        ring.submit(1).expect("submit");
+        ring.shutdown_write(&[a.as_raw_fd()]).expect("shutdown");
+        assert_eq!(ring.results[0], 0);
+        let mut all = Vec::new();
+        let mut b = b.try_clone().expect("clone");
+        b.read_to_end(&mut all).expect("read to EOF");
+        assert_eq!(all, b"bye");
 
         // A socket whose buffer is full: EAGAIN, at once.
         let (a, _b) = UnixStream::pair().expect("socketpair");
