@@ -21,7 +21,8 @@ The load is --max-connections, or the plan's connections with --plan. It reads o
 changes nothing on the host.
 
 --plan also estimates the memory, CPU cores and bandwidth the load needs (model constants
-in src/check/model.rs, PROVISIONAL until measured) and names the limit that binds first.
+in src/check/model.rs, from the measured tables of tuning/README.md; the report says which
+are still PROVISIONAL) and names the limit that binds first.
 
 Exit status: 0 the load fits (WARNs allowed), 1 something must change (a FAIL), 2 bad flags.
 See tuning/README.md for what each setting does and for the tuning files.";

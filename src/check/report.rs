@@ -13,7 +13,8 @@
 //! - `checks`: [{`id`, `current`, `need`, `verdict` (`ok` / `warn` / `fail`), `why`, `fix`
 //!   [lines]}];
 //! - `plan`: `null` without `--plan`; else `input` {`connections`, `rate`, `size`,
-//!   `subscribers_per_topic`}, `provisional`, `deliveries_per_s`, `memory`, `cpu`,
+//!   `subscribers_per_topic`}, `provisional` (any constant group provisional; per group:
+//!   `memory.provisional`, `cpu.provisional`), `deliveries_per_s`, `memory`, `cpu`,
 //!   `bandwidth` (the fields of `plan::{Memory, Cpu, Bandwidth}`), `limits` [{`limit`,
 //!   `used`, `available`, `ratio`}] largest share first, `binds_first` (the first of those);
 //! - `summary`: `ok`, `warn`, `fail`, `exit_code` (0 fits, 1 something must change).
@@ -274,10 +275,18 @@ fn plan(out: &mut String, p: &PlanReport) {
         fmt::count(i.size)
     );
     if e.provisional {
+        let groups: Vec<&str> = [
+            (e.memory.provisional, "memory (RSS per connection)"),
+            (e.cpu.provisional, "CPU (ns per delivery)"),
+        ]
+        .iter()
+        .filter_map(|&(p, name)| p.then_some(name))
+        .collect();
         let _ = writeln!(
             out,
-            "  (model constants PROVISIONAL, see src/check/model.rs; measured tables: \
-             tuning/README.md)"
+            "  (model constants PROVISIONAL: {}; see src/check/model.rs; measured tables: \
+             tuning/README.md)",
+            groups.join(", ")
         );
     }
     let m = &e.memory;
@@ -325,9 +334,9 @@ fn plan(out: &mut String, p: &PlanReport) {
             ""
         },
         fmt::cores(c.cores_uncoalesced),
-        fmt::count(c.ns_per_delivery_uncoalesced as u64),
+        fmt::count(c.ns_per_delivery_uncoalesced.round() as u64),
         fmt::cores(c.cores_floor),
-        fmt::count(c.ns_per_delivery_coalesced as u64),
+        fmt::count(c.ns_per_delivery_coalesced.round() as u64),
         c.cores_available
     );
     let _ = writeln!(out, "  CPU        {}", wrap(&cpu, "             ", 100));

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use ringcast::proto::decoder::{Decoder, DecoderConfig, Event, Role};
 use ringcast::proto::{OpCode, ProtocolError, encode, handshake};
 
+pub mod procfs;
 pub mod tls;
 
 /// How long a server gets to print its ready line.

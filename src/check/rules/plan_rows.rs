@@ -19,7 +19,7 @@ pub(super) fn plan_cpu(load: &Load, e: &Estimate, host: &Host) -> Check {
     let mut why = match cpu.regime {
         Regime::Light => format!(
             "every message is written on its own ({} ns/delivery): workers {} busy",
-            fmt::count(cpu.ns_per_delivery_uncoalesced as u64),
+            fmt::count(cpu.ns_per_delivery_uncoalesced.round() as u64),
             fmt::pct(cpu.utilization)
         ),
         Regime::Coalescing | Regime::OverBudget => format!(
@@ -30,14 +30,24 @@ pub(super) fn plan_cpu(load: &Load, e: &Estimate, host: &Host) -> Check {
         ),
         Regime::Overload => format!(
             "even fully coalesced ({} ns/delivery) the deliveries need {} cores",
-            fmt::count(cpu.ns_per_delivery_coalesced as u64),
+            fmt::count(cpu.ns_per_delivery_coalesced.round() as u64),
             fmt::cores(cpu.cores_floor)
         ),
     };
-    why.push_str("; PROVISIONAL model constants (src/check/model.rs)");
+    if cpu.provisional {
+        why.push_str("; PROVISIONAL CPU constants (src/check/model.rs)");
+    }
+    if cpu.ns_per_delivery_size_extra > 0.0 {
+        why.push_str(&format!(
+            "; {} B messages cost {} ns more per delivery than 64 B (measured per-size table)",
+            e.input.size,
+            fmt::count(cpu.ns_per_delivery_size_extra.round() as u64)
+        ));
+    }
     if cpu.size_beyond_measured {
         why.push_str(
-            "; the per-byte (copy, TLS) cost is not modelled yet: a lower bound for this size",
+            "; beyond the measured sizes (64 KiB) or with TLS the per-byte cost is extrapolated \
+             or not measured: a lower bound",
         );
     }
     let want = cpu.cores_needed.ceil().max(1.0) as u64;

@@ -254,12 +254,17 @@ pub(super) fn memory(load: &Load, host: &Host, wmem: u64, rmem: u64) -> Check {
         ),
     };
     let mut why = format!(
-        "RSS {} B per idle connection{} (PROVISIONAL, src/check/model.rs) + send buffers \
+        "RSS {} B per idle connection{} ({}src/check/model.rs) + send buffers \
          full at their default; not counted: messages queued for slow subscribers (up to \
          --max-buffered {} each, payloads shared per topic)",
         fmt::count(per),
         if lower {
             ", the plain figure: TLS is not measured yet, so this is a lower bound"
+        } else {
+            ""
+        },
+        if model::MEMORY_PROVISIONAL {
+            "PROVISIONAL, "
         } else {
             ""
         },

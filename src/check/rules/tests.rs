@@ -327,8 +327,10 @@ fn workers_beyond_the_cpus_add_no_cores() {
     );
     let e = plan.expect("plan").estimate;
     assert_eq!(e.cpu.cores_available, 4);
-    // 1 M deliveries/s × 1,350 ns = 1.35 cores: fits 4 cores without coalescing.
-    assert!((e.cpu.utilization - 1.35 / 4.0).abs() < 1e-9);
+    // 1 M deliveries/s × 4,960 ns = 4.96 cores: more than 4 cores, so the workers coalesce;
+    // with 8 workers on 8 CPUs it would fit without.
+    assert_eq!(e.cpu.regime, crate::check::plan::Regime::Coalescing);
+    assert!((e.cpu.cores_uncoalesced - 4.96).abs() < 1e-9);
     assert_eq!(verdict(&checks, "cpus"), Verdict::Warn);
 }
 
