@@ -223,6 +223,11 @@ pub struct Common {
     /// Progress bar on stderr: auto (when a terminal), always, never.
     #[arg(long, default_value = "auto", value_parser = ["auto", "always", "never"])]
     pub progress: String,
+    /// Receive path of plain ws:// subscribers: `ring` (a multishot-recv io_uring per
+    /// thread, falling back to `monoio` where it cannot be set up) or `monoio` (one read
+    /// per task, the path of every other connection). For comparisons only.
+    #[arg(long, hide = true, env = "LOADGEN_RECV", default_value = "ring", value_parser = ["ring", "monoio"])]
+    pub recv: String,
 }
 
 /// Fan-out load shape.

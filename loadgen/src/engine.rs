@@ -23,10 +23,13 @@
 //! wakes every connection at the start and at the stop of the run; no per-connection timer
 //! exists except a publisher's next send time and a close deadline.
 //!
-//! This is simpler than a hand-rolled io_uring loop and as fast for the receive side,
-//! which is what bounds a load generator: the per-read cost (one completion, one wake-up)
-//! is amortised over every frame in the read, and the per-frame cost is the decoder plus a
-//! histogram increment (see `benches/receive.rs`).
+//! Plain `ws://` subscribers are the exception on the receive side (unless
+//! `LOADGEN_RECV=monoio`): their reader is the thread's [`crate::ring::RecvRing`], one
+//! multishot `RECV` per connection on a raw io_uring with a provided-buffer ring, harvested
+//! in batches by one driver task, because at low per-connection rates (one frame per read)
+//! the per-read cost of a monoio read (a fresh SQE, a poll armed in the kernel, a task
+//! wake-up) dominates. Their writer stays here. The per-frame cost is the decoder plus a
+//! histogram increment either way (see `benches/receive.rs`).
 //!
 //! Per connection the state is the task (reader + writer futures, a few hundred bytes),
 //! 16 bytes per tracked publisher and the read buffer (`--read-buf`, by default sized so
@@ -57,7 +60,8 @@ use ringcast::proto::{OpCode, ProtocolError, encode};
 use crate::clock::{instant_at, now_ns};
 use crate::net::{ConnectError, Target, connect_ws};
 use crate::payload::{MsgHeader, Schedule, write_header};
-use crate::recv::{ConnRecv, ReadOutcome, RecvStats, latency_histogram};
+use crate::recv::{ConnRecv, RecvStats, latency_histogram};
+use crate::ring::{Fed, ReadSink, RecvRing, RingEnd, feed};
 
 /// Read buffer of an idle (`Hold`) connection.
 const HOLD_READ_BUF: usize = 2048;
@@ -84,6 +88,9 @@ pub struct EngineCfg {
     /// Send text frames instead of binary (the header is made ASCII-safe is NOT done:
     /// only for servers that forward any bytes; default binary).
     pub text: bool,
+    /// Plain `ws://` subscribers receive through the thread's [`crate::ring::RecvRing`]
+    /// (when it can be set up) instead of a monoio read per task.
+    pub ring_recv: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -288,7 +295,19 @@ fn thread_main(
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()?;
+    let subs = specs
+        .iter()
+        .filter(|s| matches!(s.kind, ConnKind::Sub { .. }))
+        .count();
+    // Plain ws:// subscribers receive through one multishot-recv ring per thread (see
+    // `crate::ring`); where it cannot be set up they stay on the monoio path.
+    let ring = if cfg.ring_recv && !cfg.target.tls && subs > 0 && monoio::utils::detect_uring() {
+        RecvRing::new(subs, cfg.read_buf).ok()
+    } else {
+        None
+    };
     let t = Rc::new(ThreadCtx {
+        ring,
         sem: Semaphore::new(cfg.connect_concurrency.max(1)),
         acc: RefCell::new(ThreadResult::new(cfg.publishers as usize)),
         cfg,
@@ -304,7 +323,27 @@ fn thread_main(
         for spec in specs {
             monoio::spawn(conn_task(spec, t2.clone()));
         }
-        watcher(&t2).await;
+        let t3 = &t2;
+        let drive = async move {
+            if let Some(r) = &t3.ring {
+                r.drive(
+                    || std::cell::RefMut::map(t3.acc.borrow_mut(), |a| &mut a.recv),
+                    |d| {
+                        t3.run.delivered.fetch_add(d, Ordering::Relaxed);
+                    },
+                )
+                .await;
+            }
+        };
+        monoio::join!(
+            async {
+                watcher(t3).await;
+                if let Some(r) = &t3.ring {
+                    r.stop();
+                }
+            },
+            drive
+        );
     });
     drop(rt);
     let t = Rc::try_unwrap(t).map_err(|_| io::Error::other("connection tasks outlived the run"))?;
@@ -312,6 +351,8 @@ fn thread_main(
 }
 
 struct ThreadCtx {
+    /// The receive ring of plain ws:// subscribers (None: everything on monoio).
+    ring: Option<RecvRing>,
     cfg: Arc<EngineCfg>,
     run: Arc<RunShared>,
     acc: RefCell<ThreadResult>,
@@ -473,10 +514,35 @@ impl ConnShared {
     }
 }
 
-enum ReadEnd {
-    Eof,
-    Io(io::Error),
-    Protocol(ProtocolError),
+/// How a connection's receive side ended.
+type ReadEnd = RingEnd;
+
+/// A connection's reactions to what it reads (both receive paths).
+struct ConnSink {
+    sh: Rc<ConnShared>,
+    run: Arc<RunShared>,
+}
+
+impl ReadSink for ConnSink {
+    fn ctrl_queued(&self) {
+        self.sh.notify.notify();
+    }
+    fn close_frame(&self, now: u64, code: Option<u16>) {
+        self.sh.close_recv_ns.set(now.max(1));
+        self.run.close_frames.fetch_add(1, Ordering::AcqRel);
+        // Echo the code (RFC 6455 §5.5.1) unless we already sent ours.
+        self.sh.queue_close(code, "");
+        self.sh.notify.notify();
+    }
+    fn fail(&self, pe: &ProtocolError) {
+        // We fail the connection (§7.1.7): our close frame, then we are done.
+        self.sh.queue_close(Some(pe.code), pe.reason);
+        self.sh.failing.set(true);
+        self.sh.notify.notify();
+    }
+    fn ctrl(&self) -> &RefCell<Vec<u8>> {
+        &self.sh.ctrl
+    }
 }
 
 async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
@@ -537,12 +603,27 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
         _ => u32::MAX,
     };
     let recv = ConnRecv::new(t.cfg.max_message, topic, t.cfg.topics, t.cfg.publishers);
+    let sink = Rc::new(ConnSink {
+        sh: sh.clone(),
+        run: t.run.clone(),
+    });
     let tls = up.tls.map(RefCell::new);
     let (rd, wr) = up.stream.into_split();
-    let (rend, (pubres, forced)) = monoio::join!(
-        read_loop(rd, up.buf, recv, &sh, &t, tls.as_ref()),
-        write_loop(wr, spec.kind, &sh, &t, tls.as_ref())
-    );
+    let ring = match spec.kind {
+        ConnKind::Sub { .. } if tls.is_none() => t.ring.as_ref(),
+        _ => None,
+    };
+    let (rend, (pubres, forced)) = match ring {
+        // The read half stays unused (and open) while the ring reads the socket.
+        Some(ring) => monoio::join!(
+            ring_read(ring, up.buf, recv, sink, &t),
+            write_loop(wr, spec.kind, &sh, &t, None)
+        ),
+        None => monoio::join!(
+            read_loop(rd, up.buf, recv, &sink, &t, tls.as_ref()),
+            write_loop(wr, spec.kind, &sh, &t, tls.as_ref())
+        ),
+    };
     let closed = now_ns();
     t.run.closed.fetch_add(1, Ordering::AcqRel);
     let (end, frame) = rend;
@@ -624,7 +705,7 @@ async fn read_loop<R: AsyncReadRent>(
     mut rd: R,
     mut buf: Vec<u8>,
     mut recv: ConnRecv,
-    sh: &ConnShared,
+    sink: &ConnSink,
     t: &ThreadCtx,
     tls: Option<&RefCell<rustls::ClientConnection>>,
 ) -> (ReadEnd, Option<(Option<u16>, String)>) {
@@ -648,44 +729,26 @@ async fn read_loop<R: AsyncReadRent>(
                         break ReadEnd::Io(e);
                     }
                     if conn.wants_write() {
-                        sh.notify.notify();
+                        sink.sh.notify.notify();
                     }
                     &mut plain[..]
                 }
                 _ => &mut buf[..n],
             };
-            let (r, has_ctrl, delta) = {
+            let (fed, delta) = {
                 let mut acc = t.acc.borrow_mut();
                 let st = &mut acc.recv;
-                let mut ctrl = sh.ctrl.borrow_mut();
                 let before = st.window_delivered;
-                let r = recv.on_read(data, now, st, &mut ctrl);
-                (r, !ctrl.is_empty(), st.window_delivered - before)
+                let fed = feed(&mut recv, data, now, st, sink);
+                (fed, st.window_delivered - before)
             };
             if delta > 0 {
                 t.run.delivered.fetch_add(delta, Ordering::Relaxed);
             }
-            match r {
-                Ok(ReadOutcome::Continue) => {
-                    if has_ctrl {
-                        sh.notify.notify();
-                    }
-                }
-                Ok(ReadOutcome::Close { code, reason }) => {
-                    sh.close_recv_ns.set(now.max(1));
-                    t.run.close_frames.fetch_add(1, Ordering::AcqRel);
-                    // Echo the code (RFC 6455 §5.5.1) unless we already sent ours.
-                    sh.queue_close(code, "");
-                    sh.notify.notify();
-                    frame = Some((code, reason));
-                }
-                Err(pe) => {
-                    // We fail the connection (§7.1.7): our close frame, then we are done.
-                    sh.queue_close(Some(pe.code), pe.reason);
-                    sh.failing.set(true);
-                    sh.notify.notify();
-                    break ReadEnd::Protocol(pe);
-                }
+            match fed {
+                Fed::Continue => {}
+                Fed::Close(code, reason) => frame = Some((code, reason)),
+                Fed::Failed(pe) => break ReadEnd::Protocol(pe),
             }
         }
         buf.clear();
@@ -698,9 +761,51 @@ async fn read_loop<R: AsyncReadRent>(
             Err(e) => break ReadEnd::Io(e),
         }
     };
+    sink.sh.reader_done.set(true);
+    sink.sh.notify.notify();
+    (end, frame)
+}
+
+/// The reader of a plain ws:// subscriber on the thread's receive ring: the bytes that
+/// came with the handshake, then whatever the ring delivers until the connection ends.
+async fn ring_read(
+    ring: &RecvRing,
+    mut leftover: Vec<u8>,
+    mut recv: ConnRecv,
+    sink: Rc<ConnSink>,
+    t: &ThreadCtx,
+) -> (ReadEnd, Option<(Option<u16>, String)>) {
+    let sh = sink.sh.clone();
+    let mut frame = None;
+    let mut failed = None;
+    if !leftover.is_empty() {
+        let (fed, delta) = {
+            let mut acc = t.acc.borrow_mut();
+            let st = &mut acc.recv;
+            let before = st.window_delivered;
+            let fed = feed(&mut recv, &mut leftover, now_ns(), st, &*sink);
+            (fed, st.window_delivered - before)
+        };
+        if delta > 0 {
+            t.run.delivered.fetch_add(delta, Ordering::Relaxed);
+        }
+        match fed {
+            Fed::Continue => {}
+            Fed::Close(code, reason) => frame = Some((code, reason)),
+            Fed::Failed(pe) => failed = Some(pe),
+        }
+    }
+    drop(leftover);
+    let res = match failed {
+        Some(pe) => (ReadEnd::Protocol(pe), None),
+        None => match ring.register(sh.fd, sink, recv, frame) {
+            Ok(slot) => ring.finished(slot).await,
+            Err(e) => (ReadEnd::Io(e), None),
+        },
+    };
     sh.reader_done.set(true);
     sh.notify.notify();
-    (end, frame)
+    res
 }
 
 /// Shut the socket down both ways (ends a pending read with EOF).

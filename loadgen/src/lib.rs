@@ -10,6 +10,7 @@ pub mod net;
 pub mod payload;
 pub mod recv;
 pub mod report;
+pub mod ring;
 pub mod rng;
 pub mod scenario;
 pub mod sys;

@@ -22,6 +22,7 @@ use crate::proto::encode::server_close_frame;
 use crate::pubsub::{Batch, Bus, Frames, Interest, Registry, TopicId};
 
 use super::conn::{Conn, Kind, State, flag};
+use super::outqueue::Frame;
 use super::sys;
 
 /// Most iovecs per `sendmsg` (Linux `UIO_MAXIOV`).
@@ -222,6 +223,7 @@ impl Conns {
 
     /// Queue a frame of our own (echo, pong, HTTP answer) — no slow-consumer policy.
     pub fn enqueue(&mut self, key: u32, frame: Bytes) {
+        let frame = Rc::new(frame);
         let Some(c) = self.slab.get_mut(key as usize) else {
             return;
         };
@@ -235,7 +237,7 @@ impl Conns {
 
     /// Deliver a published frame to subscriber `key`, applying `--max-buffered`.
     #[inline]
-    pub fn deliver(&mut self, key: u32, frame: &Bytes) -> Delivery {
+    pub fn deliver(&mut self, key: u32, frame: &Frame) -> Delivery {
         let lim = self.limits;
         let Some(c) = self.slab.get_mut(key as usize) else {
             return Delivery::Skipped;
@@ -262,7 +264,7 @@ impl Conns {
         }
         self.metrics.buffered_bytes.add(frame.len() as u64);
         self.metrics.frames_queued.inc();
-        c.out.push(frame.clone());
+        c.out.push(Rc::clone(frame));
         self.mark_dirty(key);
         Delivery::Queued
     }
@@ -271,11 +273,16 @@ impl Conns {
     /// stop processing input, queue the close frame (after queued data unless `discard`),
     /// shut the write side once it is flushed, drain until EOF or the close timeout.
     pub fn fail(&mut self, key: u32, code: u16, reason: &str, discard: bool) {
-        self.close_with(key, server_close_frame(code, reason), code, discard);
+        self.close_with(
+            key,
+            Rc::new(server_close_frame(code, reason)),
+            code,
+            discard,
+        );
     }
 
     /// As `fail`, with a prepared (possibly shared) close frame.
-    pub fn close_with(&mut self, key: u32, frame: Bytes, code: u16, discard: bool) {
+    pub fn close_with(&mut self, key: u32, frame: Frame, code: u16, discard: bool) {
         let now = self.now;
         let close_ms = self.limits.close_timeout_ms;
         let Some(c) = self.slab.get_mut(key as usize) else {
@@ -608,8 +615,11 @@ impl Core {
         let Some(t) = self.topics.get(topic) else {
             return;
         };
-        for &sub in &t.subs {
-            self.conns.deliver(sub, frame);
+        if !t.subs.is_empty() {
+            let local = Rc::new(frame.clone());
+            for &sub in &t.subs {
+                self.conns.deliver(sub, &local);
+            }
         }
         let mut others = t.shared.cores() & !(1u64 << me);
         while others != 0 {
@@ -634,8 +644,9 @@ impl Core {
             let Some(t) = self.topics.by_shared(&shared) else {
                 continue;
             };
+            let local = Rc::new(frame);
             for &sub in &t.subs {
-                self.conns.deliver(sub, &frame);
+                self.conns.deliver(sub, &local);
             }
         }
         self.conns

