@@ -297,9 +297,10 @@ fn thread_main(
         .build()?;
     let subs = specs
         .iter()
-        .filter(|s| matches!(s.kind, ConnKind::Sub { .. }))
+        .filter(|s| matches!(s.kind, ConnKind::Sub { .. } | ConnKind::Hold))
         .count();
-    // Plain ws:// subscribers receive through one multishot-recv ring per thread (see
+    // Plain ws:// subscribers and idle connections receive through one multishot-recv ring
+    // per thread (see
     // `crate::ring`); where it cannot be set up they stay on the monoio path.
     let ring = if cfg.ring_recv && !cfg.target.tls && subs > 0 && monoio::utils::detect_uring() {
         RecvRing::new(subs, cfg.read_buf).ok()
@@ -610,7 +611,8 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
     let tls = up.tls.map(RefCell::new);
     let (rd, wr) = up.stream.into_split();
     let ring = match spec.kind {
-        ConnKind::Sub { .. } if tls.is_none() => t.ring.as_ref(),
+        // Idle connections too: a mass close is 10,000 close frames read at once.
+        ConnKind::Sub { .. } | ConnKind::Hold if tls.is_none() => t.ring.as_ref(),
         _ => None,
     };
     let (rend, (pubres, forced)) = match ring {

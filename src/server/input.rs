@@ -156,7 +156,10 @@ fn read_some(
         if http.is_some() && core.conns.get(key).is_none_or(|c| c.state != State::Http) {
             *http = None;
         }
-        if n < rbuf.len() {
+        // A short read drained the socket, so skip the recv that would say EAGAIN — except
+        // while closing: the peer's close frame is usually followed by its FIN at once, and
+        // reading the EOF now ends the connection without another readiness round.
+        if n < rbuf.len() && state != State::Closing {
             return Step::Continue;
         }
     }
