@@ -164,6 +164,28 @@ fn json_with_a_plan_parses_and_agrees_with_the_exit_code() {
         .as_f64()
         .expect("rss per connection");
     assert_eq!(plan["memory"]["rss_bytes"].as_f64(), Some(10_000.0 * per));
+    // 10,000 × 3,712 B of kernel slab (socket, inode, file, dentry, epoll item; measured).
+    assert_eq!(
+        plan["memory"]["kernel_slab_per_connection_bytes"].as_u64(),
+        Some(3_712)
+    );
+    assert_eq!(
+        plan["memory"]["kernel_slab_bytes"].as_f64(),
+        Some(37_120_000.0)
+    );
+    // Total = RSS + kernel slab + socket buffers (this host's tcp_wmem default × fill).
+    let sockets = plan["memory"]["kernel_socket_bytes"]
+        .as_f64()
+        .expect("socket buffers");
+    let per_socket = plan["memory"]["kernel_per_connection_bytes"]
+        .as_f64()
+        .expect("socket buffers per connection");
+    assert_eq!(sockets, 10_000.0 * per_socket);
+    let total = plan["memory"]["total_bytes"].as_f64().expect("total");
+    assert!(
+        (total - (10_000.0 * per + 37_120_000.0 + sockets)).abs() < 1e-3,
+        "{total}"
+    );
     // 100,000 deliveries/s × 4,960 ns (measured, 64 B, one frame per write): light load.
     let cores = plan["cpu"]["cores_needed"].as_f64().expect("cores");
     assert!((cores - 0.496).abs() < 1e-9, "{cores}");

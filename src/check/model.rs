@@ -7,8 +7,8 @@
 //!   to false);
 //! - **derived**: protocol or kernel arithmetic (header sizes, ring sizes), or arithmetic on
 //!   measured figures, not a measurement of its own;
-//! - **assumption**: a stated modelling choice where nothing was measured (fill of socket
-//!   buffers); `tuning/README.md` lists how to measure it;
+//! - **assumption**: a stated modelling choice (the worst-case fill of socket buffers, kept
+//!   above what a healthy run measured); `tuning/README.md` lists how to measure it;
 //! - **mirrors code**: a value the server hard-codes elsewhere (a unit test checks that the
 //!   two agree, so they cannot drift apart silently).
 //!
@@ -49,14 +49,37 @@ pub const RSS_PER_IDLE_CONN_PLAIN: u64 = 350;
 /// own: a 4 KiB record-reassembly buffer each session keeps, and the session's keys.
 pub const RSS_PER_IDLE_CONN_TLS: Option<u64> = Some(8_200);
 
+/// Kernel slab memory per server-side connection, in bytes: the socket (`TCP`, 2,368 B),
+/// its inode (`sock_inode_cache`, 832 B), file (`filp`, 192 B), dentry (`dentry`, 192 B) and
+/// epoll item (`eventpoll_epi`, 128 B): 2,368 + 832 + 192 + 192 + 128 = 3,712 B. Charged to
+/// the kernel, not to ringcast's RSS, and outside `net.ipv4.tcp_mem`; more than the server's
+/// own RSS per idle connection ([`RSS_PER_IDLE_CONN_PLAIN`]).
+///
+/// Measured: 10,000 idle `ws://` connections held by loadgen against one server, both on
+/// loopback (20,000 sockets), `/proc/slabinfo` active objects before → during (object size):
+/// `TCP` 67 → 20,046 (2,368 B), `sock_inode_cache` 228 → 20,084 (832 B), `filp` 505 → 20,370
+/// (192 B), `dentry` +39,860 (192 B), `eventpoll_epi` 285 → 30,048 (128 B): about one object
+/// per socket (both ends count; `dentry` about two, `eventpoll_epi` about 1.5), of which the
+/// model charges one of each to the server's connection. `/proc/meminfo` `Slab` 407,344 →
+/// 508,048 kB (+100.7 MB for 20,000 sockets ≈ 5.0 KB per socket: the objects above plus
+/// slab overhead and smaller caches, so 3,712 B is the per-object sum, not an upper bound);
+/// `/proc/net/sockstat` `TCP: mem` stayed at 50 pages (idle sockets hold no buffer memory). Command: `awk '{print $1, $2, $4}' /proc/slabinfo` before and during
+/// `loadgen connect --connections 10000 --hold 6s` (table in `tuning/README.md`, "Kernel
+/// memory per connection"). TLS adds nothing here (rustls state is in the RSS figure).
+pub const KERNEL_SLAB_PER_CONN: u64 = 3_712;
+
 /// Fraction of each connection's *default* send buffer (`net.ipv4.tcp_wmem`, middle value)
 /// assumed full when sizing kernel socket memory.
 ///
-/// Assumption (worst case, not a measurement): a publish burst larger than the send buffer
-/// reaches every subscriber at once, so every send buffer is full at its default size at
-/// the same moment. Autotuning can grow a fast subscriber's buffer further (up to the third
-/// value); that is not counted. Measure the real figure with `/proc/net/sockstat`
-/// (`TCP: mem`, in pages) during `loadgen fanout`.
+/// Assumption (worst case): a publish burst larger than the send buffer reaches every
+/// subscriber at once, or slow subscribers stop reading, so every send buffer is full at its
+/// default size at the same moment. Autotuning can grow a fast subscriber's buffer further
+/// (up to the third value); that is not counted. Measured for comparison during a healthy
+/// fan-out (1,000 subscribers × 6,000 msg/s × 64 B = 6 M deliveries/s, p99 ~14 ms):
+/// `/proc/net/sockstat` `TCP: mem` 54–317 pages (0.2–1.3 MB) for 2,006 sockets, against
+/// 16 KiB × 1,000 = 16 MB at this fill: clients that keep up leave their buffers nearly
+/// empty. The model keeps 1.0, the slow-client worst case (`tuning/README.md`, "Kernel
+/// memory per connection").
 pub const SEND_BUFFER_FILL: f64 = 1.0;
 
 /// Fraction of each connection's default receive buffer (`net.ipv4.tcp_rmem`, middle value)
@@ -307,6 +330,8 @@ mod tests {
         assert_eq!(MSS + 20 + 20 + 12, 1_500);
         assert_eq!(URING_RING_BYTES, 417_792);
         assert_eq!(fd_headroom(2), 32);
+        // Socket + inode + file + dentry + epoll item, one of each per server connection.
+        assert_eq!(KERNEL_SLAB_PER_CONN, 2_368 + 832 + 192 + 192 + 128);
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! subscribers; publishers send `rate` messages per second in total, each `size` payload
 //! bytes and delivered to the `K` subscribers of its topic: `rate × K` deliveries per second.
 //!
+//! Memory: per connection, the server's RSS, the kernel's slab objects (socket, inode, file,
+//! dentry, epoll item: 3,712 B measured, more than the RSS of an idle connection) and the
+//! socket buffers under the fill assumption (send buffer full at its default).
+//!
 //! CPU: a delivery costs the per-frame cost `f` (≈ 112 ns at 64 B, plus the per-byte extra of
 //! larger messages) plus, when it is the only frame of its write, the per-write cost `w`
 //! (≈ 4,848 ns; together the measured low-rate 4,960 ns). While the
@@ -189,13 +193,24 @@ pub struct Cpu {
     pub size_beyond_measured: bool,
 }
 
-/// The memory estimate.
+/// The memory estimate: `total_bytes` = `rss_bytes` + `kernel_slab_bytes` +
+/// `kernel_socket_bytes`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
     pub rss_per_connection_bytes: u64,
+    /// The server's heap: connections × `rss_per_connection_bytes`.
     pub rss_bytes: f64,
+    /// Kernel slab per connection (socket, inode, file, dentry, epoll item):
+    /// `model::KERNEL_SLAB_PER_CONN`, idle or not.
+    pub kernel_slab_per_connection_bytes: u64,
+    /// Connections × `kernel_slab_per_connection_bytes`: kernel memory outside both the
+    /// server's RSS and `net.ipv4.tcp_mem`.
+    pub kernel_slab_bytes: f64,
+    /// Socket buffers per connection under the fill assumptions (send buffer full).
     pub kernel_per_connection_bytes: f64,
+    /// Connections × `kernel_per_connection_bytes`: what counts against `net.ipv4.tcp_mem`.
     pub kernel_socket_bytes: f64,
+    /// RSS + kernel slab + socket buffers.
     pub total_bytes: f64,
     /// TLS: the per-connection figure is the plain one (TLS is not measured yet).
     pub tls_lower_bound: bool,
@@ -242,6 +257,12 @@ pub fn kernel_per_connection(wmem_default: u64, rmem_default: u64) -> f64 {
     wmem_default as f64 * model::SEND_BUFFER_FILL + rmem_default as f64 * model::RECV_BUFFER_FILL
 }
 
+/// Kernel slab memory for `connections` server-side sockets (`model::KERNEL_SLAB_PER_CONN`
+/// each): socket, inode, file, dentry, epoll item, whether idle or busy.
+pub fn kernel_slab(connections: u64) -> f64 {
+    model::KERNEL_SLAB_PER_CONN as f64 * connections as f64
+}
+
 /// Server RSS for `connections` idle connections, and whether it is a lower bound (TLS).
 pub fn rss(connections: u64, tls: bool) -> (u64, f64, bool) {
     let (per, lower) = match (tls, model::RSS_PER_IDLE_CONN_TLS) {
@@ -258,13 +279,16 @@ pub fn estimate(spec: &PlanSpec, inp: &Inputs) -> Estimate {
     let d = spec.deliveries_per_s();
 
     let (rss_per, rss_bytes, tls_lower_bound) = rss(spec.connections, inp.tls);
+    let slab = kernel_slab(spec.connections);
     let kernel_per = kernel_per_connection(inp.wmem_default, inp.rmem_default);
     let memory = Memory {
         rss_per_connection_bytes: rss_per,
         rss_bytes,
+        kernel_slab_per_connection_bytes: model::KERNEL_SLAB_PER_CONN,
+        kernel_slab_bytes: slab,
         kernel_per_connection_bytes: kernel_per,
         kernel_socket_bytes: kernel_per * n,
-        total_bytes: rss_bytes + kernel_per * n,
+        total_bytes: rss_bytes + slab + kernel_per * n,
         tls_lower_bound,
         provisional: model::MEMORY_PROVISIONAL,
     };
@@ -429,11 +453,14 @@ mod tests {
             .expect("valid");
         let e = estimate(&spec, &inputs(2));
         assert_eq!(e.deliveries_per_s, 10_000.0);
-        // Memory: 10,000 × 350 B RSS + 10,000 × 16,384 B (send buffers full) + 0 (receive).
+        // Memory: 10,000 × 350 B RSS + 10,000 × 3,712 B kernel slab (socket, inode, file,
+        // dentry, epoll item) + 10,000 × 16,384 B (send buffers full) + 0 (receive).
         assert_eq!(e.memory.rss_per_connection_bytes, 350);
         assert!(close(e.memory.rss_bytes, 3_500_000.0));
+        assert_eq!(e.memory.kernel_slab_per_connection_bytes, 3_712);
+        assert!(close(e.memory.kernel_slab_bytes, 37_120_000.0));
         assert!(close(e.memory.kernel_socket_bytes, 163_840_000.0));
-        assert!(close(e.memory.total_bytes, 167_340_000.0));
+        assert!(close(e.memory.total_bytes, 204_460_000.0));
         assert_eq!(e.memory.provisional, model::MEMORY_PROVISIONAL);
         assert_eq!(e.cpu.provisional, model::CPU_PROVISIONAL);
         // CPU: 10,000 × 4,960 ns = 0.0496 cores; floor 10,000 × f ≈ 0.00112.

@@ -14,7 +14,8 @@
 //!   [lines]}];
 //! - `plan`: `null` without `--plan`; else `input` {`connections`, `rate`, `size`,
 //!   `subscribers_per_topic`}, `provisional` (any constant group provisional; per group:
-//!   `memory.provisional`, `cpu.provisional`), `deliveries_per_s`, `memory`, `cpu`,
+//!   `memory.provisional`, `cpu.provisional`), `deliveries_per_s`, `memory` (`total_bytes` =
+//!   `rss_bytes` + `kernel_slab_bytes` + `kernel_socket_bytes`), `cpu`,
 //!   `bandwidth` (the fields of `plan::{Memory, Cpu, Bandwidth}`), `limits` [{`limit`,
 //!   `used`, `available`, `ratio`}] largest share first, `binds_first` (the first of those);
 //! - `summary`: `ok`, `warn`, `fail`, `exit_code` (0 fits, 1 something must change).
@@ -290,9 +291,9 @@ fn plan(out: &mut String, p: &PlanReport) {
         );
     }
     let m = &e.memory;
-    let _ = writeln!(
-        out,
-        "  memory     {}{} = {} RSS ({} B/conn{}) + {} kernel socket buffers ({}/conn)",
+    let memory = format!(
+        "{}{} = {} RSS ({} B/conn{}) + {} kernel slab ({} B/conn: socket, inode, file, dentry, \
+         epoll item) + {} kernel socket buffers ({}/conn)",
         if m.tls_lower_bound { "> " } else { "" },
         fmt::bytes(m.total_bytes),
         fmt::bytes(m.rss_bytes),
@@ -302,9 +303,12 @@ fn plan(out: &mut String, p: &PlanReport) {
         } else {
             ""
         },
+        fmt::bytes(m.kernel_slab_bytes),
+        fmt::count(m.kernel_slab_per_connection_bytes),
         fmt::bytes(m.kernel_socket_bytes),
         fmt::bytes(m.kernel_per_connection_bytes)
     );
+    let _ = writeln!(out, "  memory     {}", wrap(&memory, "             ", 100));
     let c = &e.cpu;
     let regime = match c.regime {
         Regime::Light => format!(

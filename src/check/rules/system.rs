@@ -228,13 +228,15 @@ pub(super) fn memory(load: &Load, host: &Host, wmem: u64, rmem: u64) -> Check {
     const ID: &str = "memory";
     let n = load.connections();
     let (per, rss, lower) = plan::rss(n, load.tls());
+    let slab = plan::kernel_slab(n);
     let kernel = plan::kernel_per_connection(wmem, rmem) * n as f64;
-    let total = rss + kernel;
+    let total = rss + slab + kernel;
     let need = format!(
-        "{}{} (RSS {} + sockets {})",
+        "{}{} (RSS {} + slab {} + sockets {})",
         if lower { "> " } else { "" },
         fmt::bytes(total),
         fmt::bytes(rss),
+        fmt::bytes(slab),
         fmt::bytes(kernel)
     );
     let Some(limit) = host.memory_limit() else {
@@ -254,9 +256,10 @@ pub(super) fn memory(load: &Load, host: &Host, wmem: u64, rmem: u64) -> Check {
         ),
     };
     let mut why = format!(
-        "RSS {} B per idle connection{} ({}src/check/model.rs) + send buffers \
-         full at their default; not counted: messages queued for slow subscribers (up to \
-         --max-buffered {} each, payloads shared per topic)",
+        "RSS {} B per idle connection{} ({}src/check/model.rs) + kernel slab {} B per \
+         connection (socket, inode, file, dentry, epoll item) + send buffers full at their \
+         default; not counted: messages queued for slow subscribers (up to --max-buffered {} \
+         each, payloads shared per topic)",
         fmt::count(per),
         if lower {
             ", the plain figure: TLS is not measured yet, so this is a lower bound"
@@ -268,6 +271,7 @@ pub(super) fn memory(load: &Load, host: &Host, wmem: u64, rmem: u64) -> Check {
         } else {
             ""
         },
+        fmt::count(model::KERNEL_SLAB_PER_CONN),
         format_size(load.config.max_buffered)
     );
     let c = Check::new(ID, current, need, Verdict::Ok);

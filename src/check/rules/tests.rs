@@ -263,8 +263,10 @@ fn thp_cpus_memory_ports() {
     let checks = run(&cfg, None, &h);
     assert_eq!(verdict(&checks, "transparent_hugepage"), Verdict::Warn);
     assert_eq!(verdict(&checks, "cpus"), Verdict::Warn);
-    // 100,000 × (1,700 + 16,384) B = 1.7 GiB > 1 GiB.
+    // 100,000 × (350 RSS + 3,712 slab + 16,384 send buffer) B = 1.9 GiB > 1 GiB.
     assert_eq!(verdict(&checks, "memory"), Verdict::Fail);
+    let m = checks.iter().find(|c| c.id == "memory").expect("row");
+    assert!(m.need.contains("slab 354 MiB"), "{}", m.need);
     assert_eq!(verdict(&checks, "privileged_port"), Verdict::Fail);
     h.cap_net_bind_service = true;
     assert_eq!(
