@@ -34,7 +34,6 @@ use std::net::{TcpListener, TcpStream};
 use std::os::fd::IntoRawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -46,7 +45,7 @@ use ringcast::config::{Args, Config};
 use ringcast::metrics::CoreMetrics;
 use ringcast::proto::OpCode;
 use ringcast::proto::encode::server_frame;
-use ringcast::pubsub::{Bus, Interest, TopicId};
+use ringcast::pubsub::{Bus, TopicId};
 use ringcast::server::conn::{Conn, Kind, State, flag};
 use ringcast::server::core::{Conns, Global, Shared};
 use ringcast::server::{poller, sys};
@@ -62,15 +61,7 @@ const PAYLOAD: usize = 64;
 fn worker() -> Rc<Shared> {
     let cfg = Config::validate(Args::parse_from(["ringcast", "--workers=1"])).expect("config");
     let (bus, _inboxes) = Bus::new(1);
-    let global = Arc::new(Global {
-        cfg,
-        interest: Arc::new(Interest::default()),
-        bus,
-        connections: AtomicUsize::new(0),
-        draining: AtomicBool::new(false),
-        draining_workers: AtomicUsize::new(1),
-        tls: None,
-    });
+    let global = Arc::new(Global::new(cfg, bus, 1, None));
     Shared::new(0, global, Arc::new(CoreMetrics::default())).expect("worker state")
 }
 

@@ -366,6 +366,28 @@ struct ThreadCtx {
 }
 
 impl ThreadCtx {
+    /// Feed received bytes to a connection's decoder and accounting, and publish the new
+    /// deliveries to the run's live counter.
+    fn feed_counted<S: ReadSink + ?Sized>(
+        &self,
+        recv: &mut ConnRecv,
+        data: &mut [u8],
+        now: u64,
+        sink: &S,
+    ) -> Fed {
+        let (fed, delta) = {
+            let mut acc = self.acc.borrow_mut();
+            let st = &mut acc.recv;
+            let before = st.window_delivered;
+            let fed = feed(recv, data, now, st, sink);
+            (fed, st.window_delivered - before)
+        };
+        if delta > 0 {
+            self.run.delivered.fetch_add(delta, Ordering::Relaxed);
+        }
+        fed
+    }
+
     fn wake_all(&self) {
         for c in self.conns.borrow().iter() {
             c.notify.notify();
@@ -737,17 +759,7 @@ async fn read_loop<R: AsyncReadRent>(
                 }
                 _ => &mut buf[..n],
             };
-            let (fed, delta) = {
-                let mut acc = t.acc.borrow_mut();
-                let st = &mut acc.recv;
-                let before = st.window_delivered;
-                let fed = feed(&mut recv, data, now, st, sink);
-                (fed, st.window_delivered - before)
-            };
-            if delta > 0 {
-                t.run.delivered.fetch_add(delta, Ordering::Relaxed);
-            }
-            match fed {
+            match t.feed_counted(&mut recv, data, now, sink) {
                 Fed::Continue => {}
                 Fed::Close(code, reason) => frame = Some((code, reason)),
                 Fed::Failed(pe) => break ReadEnd::Protocol(pe),
@@ -781,17 +793,7 @@ async fn ring_read(
     let mut frame = None;
     let mut failed = None;
     if !leftover.is_empty() {
-        let (fed, delta) = {
-            let mut acc = t.acc.borrow_mut();
-            let st = &mut acc.recv;
-            let before = st.window_delivered;
-            let fed = feed(&mut recv, &mut leftover, now_ns(), st, &*sink);
-            (fed, st.window_delivered - before)
-        };
-        if delta > 0 {
-            t.run.delivered.fetch_add(delta, Ordering::Relaxed);
-        }
-        match fed {
+        match t.feed_counted(&mut recv, &mut leftover, now_ns(), &*sink) {
             Fed::Continue => {}
             Fed::Close(code, reason) => frame = Some((code, reason)),
             Fed::Failed(pe) => failed = Some(pe),

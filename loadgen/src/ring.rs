@@ -60,20 +60,6 @@ const MAX_ROUNDS: usize = 64;
 /// `IORING_ENTER_GETEVENTS`.
 const ENTER_GETEVENTS: u32 = 1;
 
-/// Lets the thread's other tasks run once.
-fn yield_now() -> impl Future<Output = ()> {
-    let mut yielded = false;
-    poll_fn(move |cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-}
-
 /// Why a connection's receive side ended (the engine's close accounting maps it).
 #[derive(Debug)]
 pub enum RingEnd {
@@ -468,7 +454,7 @@ impl RecvRing {
             }
             if !idle {
                 // Still busy: let the thread's other tasks run, then go on.
-                yield_now().await;
+                ringcast::server::flush::yield_now().await;
                 continue;
             }
             let stopped = poll_fn(|cx| {

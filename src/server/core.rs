@@ -44,6 +44,26 @@ pub struct Global {
     pub tls: Option<Arc<rustls::ServerConfig>>,
 }
 
+impl Global {
+    /// State for `workers` workers joined by `bus`, before any connection.
+    pub fn new(
+        cfg: Config,
+        bus: Bus,
+        workers: usize,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> Self {
+        Global {
+            cfg,
+            interest: Arc::new(Interest::default()),
+            bus,
+            connections: AtomicUsize::new(0),
+            draining: AtomicBool::new(false),
+            draining_workers: AtomicUsize::new(workers),
+            tls,
+        }
+    }
+}
+
 /// Per-worker handle every task holds.
 pub struct Shared {
     pub id: usize,

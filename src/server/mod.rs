@@ -20,13 +20,13 @@ pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::config::Config;
 use crate::metrics::{self, CoreMetrics};
 use crate::proto::encode::server_close_frame;
-use crate::pubsub::{Bus, Interest};
+use crate::pubsub::Bus;
 
 use self::core::Global;
 use self::worker::{Control, DrainReport, WorkerArgs};
@@ -102,15 +102,7 @@ impl Server {
             .collect();
         metrics::install(core_metrics.clone());
         let (bus, inboxes) = Bus::new(workers);
-        let global = Arc::new(Global {
-            cfg,
-            interest: Arc::new(Interest::default()),
-            bus,
-            connections: AtomicUsize::new(0),
-            draining: AtomicBool::new(false),
-            draining_workers: AtomicUsize::new(workers),
-            tls,
-        });
+        let global = Arc::new(Global::new(cfg, bus, workers, tls));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let cpus = Arc::new(sys::allowed_cpus());
         let mut controls = Vec::new();
