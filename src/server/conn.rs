@@ -156,6 +156,6 @@ mod tests {
         let conn = std::mem::size_of::<Conn>();
         let decoder = std::mem::size_of::<Option<Decoder>>();
         println!("size_of::<Conn>() = {conn} B (decoder {decoder} B)");
-        assert!(conn <= 208, "Conn grew to {conn} bytes");
+        assert!(conn <= 192, "Conn grew to {conn} bytes");
     }
 }
