@@ -420,8 +420,11 @@ async fn watcher(t: &ThreadCtx) {
         if t.remaining.get() == 0 {
             break;
         }
-        // Forget connections that are gone.
-        if t.conns.borrow().len() > 64 {
+        // Forget connections that are gone, once at least half the list is: a pass over
+        // every connection each millisecond was 9 % of the thread's CPU while 10,000
+        // connections closed (perf).
+        let listed = t.conns.borrow().len();
+        if listed > 64 && listed > 2 * t.remaining.get() {
             t.conns.borrow_mut().retain(|c| !c.reader_done.get());
         }
         monoio::time::sleep(Duration::from_millis(1)).await;

@@ -172,6 +172,14 @@ impl BufRing {
             unsafe { dealloc(entries as *mut u8, entries_layout) };
             return Err(io::Error::from(io::ErrorKind::OutOfMemory));
         }
+        // Fault the pool in now: the kernel hands buffers out round-robin, so the first pass
+        // over the pool would otherwise zero fresh pages inside the measured run (perf: 29 %
+        // of the load generator's CPU in `clear_page_erms` during a 10,000-connection close).
+        for off in (0..mem_layout.size()).step_by(4096) {
+            // SAFETY: `off` is inside the allocation just made; writing the zero it already
+            // holds only makes the page resident.
+            unsafe { mem.add(off).write_volatile(0) };
+        }
         let mut b = BufRing {
             entries,
             entries_layout,
@@ -271,8 +279,10 @@ impl RecvRing {
     /// when the kernel lacks what we use (buffer rings: 5.19; multishot recv: 6.0).
     pub fn new(conns: usize, buf_size: usize) -> io::Result<RecvRing> {
         let buf_size = buf_size.clamp(2048, 65536);
-        // At most 64 MiB of buffers, at least 256 of them, a power of two ≤ 32768.
-        let count = ((64usize << 20) / buf_size).clamp(256, 32768);
+        // At most 16 MiB of buffers, at least 256 of them, a power of two ≤ 32768. The kernel
+        // takes them round-robin, so every one is touched: a larger pool only costs memory
+        // (16 MiB holds ~18 ms of a 13 M deliveries/s run's bytes between harvests).
+        let count = ((16usize << 20) / buf_size).clamp(256, 32768);
         let count = if count.is_power_of_two() {
             count
         } else {
