@@ -1,7 +1,8 @@
 //! The bounded cross-core bus: one channel into each worker, carrying batches of
-//! published frames. A batch is everything one read of one publisher produced for that
-//! worker, so the channel's cost is paid per read, not per message. When a channel is
-//! full the publisher awaits the send and stops reading: backpressure, not loss.
+//! published frames. A batch is everything one batch of reads (one round of the sending
+//! worker's readiness loop) produced for that worker, so the channel's cost is paid per
+//! round, not per message. When a channel is full the sending worker awaits the send and
+//! stops reading: backpressure, not loss.
 
 use std::sync::Arc;
 use std::time::Instant;
