@@ -736,15 +736,21 @@ mod tests {
         });
     }
 
+    /// A subscriber on the ring over a socketpair: (server end, ring end, sink, slot).
+    fn subscriber(ring: &RecvRing) -> (StdUnix, StdUnix, Rc<Sink>, usize) {
+        let (a, b) = StdUnix::pair().expect("socketpair");
+        let sink = Rc::new(Sink::default());
+        let recv = ConnRecv::new(1 << 20, 0, 1, 1);
+        let slot = ring
+            .register(b.as_raw_fd(), sink.clone(), recv, None)
+            .expect("register");
+        (a, b, sink, slot)
+    }
+
     #[test]
     fn data_ping_close_then_eof() {
         with_ring(async |ring, st| {
-            let (mut a, b) = StdUnix::pair().expect("socketpair");
-            let sink = Rc::new(Sink::default());
-            let recv = ConnRecv::new(1 << 20, 0, 1, 1);
-            let slot = ring
-                .register(b.as_raw_fd(), sink.clone(), recv, None)
-                .expect("register");
+            let (mut a, b, sink, slot) = subscriber(ring);
             let mut out = BytesMut::new();
             let mut p = vec![0u8; 64];
             for seq in 0..10 {
@@ -778,12 +784,7 @@ mod tests {
     #[test]
     fn protocol_error_ends_the_connection() {
         with_ring(async |ring, _st| {
-            let (mut a, b) = StdUnix::pair().expect("socketpair");
-            let sink = Rc::new(Sink::default());
-            let recv = ConnRecv::new(1 << 20, 0, 1, 1);
-            let slot = ring
-                .register(b.as_raw_fd(), sink.clone(), recv, None)
-                .expect("register");
+            let (mut a, b, sink, slot) = subscriber(ring);
             let mut v = Vec::new();
             // A masked frame from the server is a protocol error (1002).
             ringcast::proto::encode::encode_client_frame(
