@@ -1,6 +1,7 @@
 //! ringcast: a WebSocket pub/sub fan-out server on io_uring, thread-per-core.
 //!
-//! - [`proto`]: the sans-IO WebSocket protocol core (bytes in → events and bytes out).
+//! - [`proto`]: the sans-IO WebSocket core, its own crate (`ringcast-proto`, shared with
+//!   `loadgen`), re-exported here.
 //! - [`pubsub`]: topics, the cross-core interest table and the bounded bus.
 //! - [`server`]: sockets, workers, the flush cycle, timers and shutdown.
 //! - [`config`]: flags and their validation; [`metrics`]: counters and exposition.
@@ -9,6 +10,7 @@
 pub mod check;
 pub mod config;
 pub mod metrics;
-pub mod proto;
 pub mod pubsub;
 pub mod server;
+
+pub use ringcast_proto as proto;

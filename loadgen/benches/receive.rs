@@ -8,8 +8,8 @@ use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use loadgen::payload::{MsgHeader, write_header};
 use loadgen::recv::{ConnRecv, RecvStats};
-use ringcast::proto::encode::encode_server_frame;
-use ringcast::proto::{Decoder, DecoderConfig, Event, OpCode, Role};
+use ringcast_proto::encode::encode_server_frame;
+use ringcast_proto::{Decoder, DecoderConfig, Event, OpCode, Role};
 
 fn buffer(frames: u64, size: usize) -> Vec<u8> {
     let mut b = BytesMut::new();
@@ -52,7 +52,7 @@ fn receive(c: &mut Criterion) {
         });
         assert!(st.pubs[0].duplicates == 0 && st.pubs[0].delivered > 0);
     }
-    // The shared decoder alone (ringcast::proto), for the breakdown.
+    // The shared decoder alone (ringcast_proto), for the breakdown.
     let mut buf = buffer(1000, 64);
     let mut dec = Decoder::new(DecoderConfig {
         role: Role::Client,

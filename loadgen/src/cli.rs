@@ -26,11 +26,11 @@ impl Serialize for Dur {
 }
 
 fn dur(s: &str) -> Result<Dur, String> {
-    crate::clock::parse_duration(s).map(Dur)
+    ringcast_proto::units::parse_duration(s).map(Dur)
 }
 
 fn size(s: &str) -> Result<usize, String> {
-    crate::clock::parse_size(s)
+    ringcast_proto::units::parse_size(s)
 }
 
 /// `--source-ips` value.

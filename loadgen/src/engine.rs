@@ -55,7 +55,7 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
-use ringcast::proto::{OpCode, ProtocolError, encode};
+use ringcast_proto::{OpCode, ProtocolError, encode};
 
 use crate::clock::{instant_at, now_ns};
 use crate::net::{ConnectError, Target, connect_ws};

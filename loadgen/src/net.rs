@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
 use monoio::net::TcpStream;
-use ringcast::proto::handshake;
+use ringcast_proto::handshake;
 use serde::Serialize;
 
 /// Where to connect.

@@ -1,13 +1,13 @@
 //! The receive hot path: one read's bytes → frames → sequence and latency bookkeeping.
 //!
 //! A read buffer holds many coalesced frames; [`ConnRecv::on_read`] walks them with the
-//! shared `ringcast::proto` decoder, which hands out payloads borrowed from the buffer
+//! shared `ringcast_proto` decoder, which hands out payloads borrowed from the buffer
 //! (unmasked in place; server frames are not masked anyway), so nothing is allocated per
 //! message. The receive time is taken once per read by the caller: every frame of a read
 //! arrived together.
 
 use hdrhistogram::Histogram;
-use ringcast::proto::{Decoder, DecoderConfig, Event, OpCode, ProtocolError, Role};
+use ringcast_proto::{Decoder, DecoderConfig, Event, OpCode, ProtocolError, Role};
 
 use crate::payload::read_header;
 use crate::track::{Seen, SeqTrack};
@@ -266,7 +266,7 @@ impl ConnRecv {
                     }
                     Event::Ping(p) => {
                         st.pings += 1;
-                        ringcast::proto::encode::encode_client_frame(
+                        ringcast_proto::encode::encode_client_frame(
                             ctrl_out,
                             true,
                             OpCode::Pong,
@@ -380,7 +380,7 @@ mod tests {
     use super::*;
     use crate::payload::{MsgHeader, Schedule, write_header};
     use bytes::BytesMut;
-    use ringcast::proto::encode::encode_server_frame;
+    use ringcast_proto::encode::encode_server_frame;
 
     fn frame(buf: &mut BytesMut, publisher: u32, seq: u64, sched_ns: u64, size: usize) {
         let mut p = vec![0u8; size];
@@ -436,7 +436,7 @@ mod tests {
             &mut b,
             true,
             OpCode::Close,
-            &ringcast::proto::encode::close_payload(1001, "bye"),
+            &ringcast_proto::encode::close_payload(1001, "bye"),
         );
         let mut ctrl = Vec::new();
         let r = c.on_read(&mut b.to_vec(), 1, &mut st, &mut ctrl);
@@ -458,7 +458,7 @@ mod tests {
         let mut st = RecvStats::new(0);
         let mut c = ConnRecv::new(1 << 20, 0, 1, 0);
         let mut v = Vec::new();
-        ringcast::proto::encode::encode_client_frame(
+        ringcast_proto::encode::encode_client_frame(
             &mut v,
             true,
             OpCode::Binary,

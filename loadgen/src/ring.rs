@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::task::{Poll, Waker};
 
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
-use ringcast::proto::ProtocolError;
+use ringcast_proto::ProtocolError;
 
 use crate::clock::now_ns;
 use crate::recv::{ConnRecv, ReadOutcome, RecvStats};
@@ -461,7 +461,7 @@ impl RecvRing {
             }
             if !idle {
                 // Still busy: let the thread's other tasks run, then go on.
-                ringcast::server::flush::yield_now().await;
+                futures_lite::future::yield_now().await;
                 continue;
             }
             let stopped = poll_fn(|cx| {
@@ -681,8 +681,8 @@ fn push_sqe(ring: &mut IoUring, sqe: &squeue::Entry) -> io::Result<()> {
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use ringcast::proto::OpCode;
-    use ringcast::proto::encode::{close_payload, encode_server_frame};
+    use ringcast_proto::OpCode;
+    use ringcast_proto::encode::{close_payload, encode_server_frame};
     use std::io::Write;
     use std::os::unix::net::UnixStream as StdUnix;
 
@@ -784,7 +784,7 @@ mod tests {
             let (mut a, b, sink, slot) = subscriber(ring);
             let mut v = Vec::new();
             // A masked frame from the server is a protocol error (1002).
-            ringcast::proto::encode::encode_client_frame(
+            ringcast_proto::encode::encode_client_frame(
                 &mut v,
                 true,
                 OpCode::Binary,

@@ -243,24 +243,12 @@ pub const BANDWIDTH_WARN_FRACTION: f64 = 0.7;
 // Descriptors, backlog, io_uring, mappings
 // ---------------------------------------------------------------------------------------
 
-/// Descriptors ringcast needs besides one per connection: `16 + 8 × workers` (listeners, the
-/// io_uring/epoll descriptors, eventfds). Mirrors code: `Server::start` in
-/// `src/server/mod.rs` warns with the same headroom.
-pub fn fd_headroom(workers: u64) -> u64 {
-    FD_HEADROOM_BASE + FD_HEADROOM_PER_WORKER * workers
-}
-/// See [`fd_headroom`].
-pub const FD_HEADROOM_BASE: u64 = 16;
-/// See [`fd_headroom`].
-pub const FD_HEADROOM_PER_WORKER: u64 = 8;
+/// Descriptors ringcast needs besides one per connection, the accept backlog it asks for
+/// and its io_uring size: the server's own constants (`src/server/sizing.rs`).
+pub use crate::server::sizing::{URING_ENTRIES, fd_headroom};
 
-/// The accept backlog ringcast asks for (the kernel caps it at `net.core.somaxconn`).
-/// Mirrors code: `BACKLOG` in `src/server/listen.rs`.
-pub const LISTEN_BACKLOG: u64 = 4_096;
-
-/// Submission-queue entries of each worker's io_uring. Mirrors code: `with_entries(4096)`
-/// in `src/server/worker.rs`.
-pub const URING_ENTRIES: u32 = 4_096;
+/// See [`crate::server::sizing::LISTEN_BACKLOG`].
+pub const LISTEN_BACKLOG: u64 = crate::server::sizing::LISTEN_BACKLOG as u64;
 
 /// Bytes of locked memory one worker's ring needs where the kernel still charges rings to
 /// `RLIMIT_MEMLOCK` (before Linux 5.12): 4,096 SQEs × 64 B + 8,192 CQEs × 16 B + the SQ index
@@ -295,30 +283,9 @@ pub const NETDEV_BACKLOG_RECOMMENDED: u64 = 16_384;
 
 #[cfg(test)]
 mod tests {
-    //! The "mirrors code" constants against the code they mirror.
+    //! Constants derived from measured figures and from the server's own sizes.
 
     use super::*;
-
-    #[test]
-    fn mirrored_constants_match_the_server_source() {
-        let listen = include_str!("../server/listen.rs");
-        assert!(
-            listen.contains(&format!("const BACKLOG: i32 = {LISTEN_BACKLOG};")),
-            "src/server/listen.rs BACKLOG changed: update model::LISTEN_BACKLOG"
-        );
-        let worker = include_str!("../server/worker.rs");
-        assert!(
-            worker.contains(&format!(".with_entries({URING_ENTRIES})")),
-            "src/server/worker.rs ring entries changed: update model::URING_ENTRIES"
-        );
-        let server = include_str!("../server/mod.rs");
-        assert!(
-            server.contains(&format!(
-                "let headroom = {FD_HEADROOM_BASE} + {FD_HEADROOM_PER_WORKER} * workers as u64;"
-            )),
-            "src/server/mod.rs descriptor headroom changed: update model::fd_headroom"
-        );
-    }
 
     #[test]
     fn derived_constants() {

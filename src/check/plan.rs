@@ -29,7 +29,7 @@
 use serde::Serialize;
 
 use super::model;
-use crate::config::units::parse_size;
+use ringcast_proto::units::parse_size;
 
 /// The load `--plan` describes.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]

@@ -30,7 +30,7 @@ use super::model;
 use super::plan::Regime;
 use super::rules::{Check, Load, PlanReport, Verdict};
 use super::uring::Driver;
-use crate::config::units::format_size;
+use ringcast_proto::units::format_size;
 
 /// The schema string of `--json`.
 pub const SCHEMA: &str = "ringcast-check/1";

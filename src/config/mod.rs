@@ -8,12 +8,13 @@
 //! - `sources`: where a setting comes from and which wins (flag > env > file > default);
 //! - `file`: reading and checking the `--config` file;
 //! - `print`: rendering the effective `Config` as TOML for `--print-config`;
-//! - `units`: sizes and durations as people write them.
+//!
+//! Sizes and durations as people write them are parsed by `ringcast_proto::units`, the one
+//! parser `loadgen` uses too.
 
 pub mod file;
 mod print;
 mod sources;
-pub mod units;
 
 pub use sources::{LoadError, Loaded, load, load_with};
 
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
-use units::{parse_duration, parse_size};
+use ringcast_proto::units::{parse_duration, parse_size};
 
 /// What to do with a subscriber whose buffered outgoing bytes exceed `--max-buffered`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]

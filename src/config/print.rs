@@ -12,7 +12,7 @@ use std::path::Path;
 use clap::ValueEnum;
 
 use super::Config;
-use super::units::{format_duration, format_size};
+use ringcast_proto::units::{format_duration, format_size};
 
 impl Config {
     /// The configuration as a TOML document `--config` accepts. Fails only for a path that

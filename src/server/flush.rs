@@ -30,21 +30,6 @@ pub async fn flusher(sh: Rc<Shared>) {
         }
         batch.clear();
         // Let the tasks woken by this pass (and readers) run before the next pass.
-        yield_now().await;
+        futures_lite::future::yield_now().await;
     }
-}
-
-/// Go to the back of the run queue once.
-pub async fn yield_now() {
-    let mut yielded = false;
-    poll_fn(|cx| {
-        if yielded {
-            Poll::Ready(())
-        } else {
-            yielded = true;
-            cx.waker().wake_by_ref();
-            Poll::Pending
-        }
-    })
-    .await;
 }

@@ -9,9 +9,6 @@ use std::net::{SocketAddr, TcpListener};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
-/// Accept backlog (the kernel caps it at `net.core.somaxconn`).
-const BACKLOG: i32 = 4096;
-
 /// Why the server could not start listening.
 #[derive(Debug)]
 pub struct BindError {
@@ -49,7 +46,7 @@ fn reuseport_listener(addr: &SocketAddr) -> io::Result<TcpListener> {
     s.set_reuse_port(true)?;
     s.set_nonblocking(true)?;
     s.bind(&(*addr).into())?;
-    s.listen(BACKLOG)?;
+    s.listen(super::sizing::LISTEN_BACKLOG as i32)?;
     Ok(s.into())
 }
 

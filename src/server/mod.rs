@@ -13,6 +13,7 @@ pub mod listen;
 pub mod outqueue;
 pub mod poller;
 pub mod sendring;
+pub mod sizing;
 pub mod sweep;
 pub mod sys;
 pub mod tls;
@@ -81,7 +82,7 @@ impl Server {
         let workers = cfg.workers;
         let nofile = sys::raise_nofile_limit();
         // Listeners, the io_uring/epoll descriptors and a few more per worker.
-        let headroom = 16 + 8 * workers as u64;
+        let headroom = sizing::fd_headroom(workers as u64);
         if (cfg.max_connections as u64).saturating_add(headroom) > nofile {
             tracing::warn!(
                 nofile,

@@ -25,7 +25,6 @@ use std::rc::Rc;
 use crate::pubsub::Batch;
 
 use super::core::Shared;
-use super::flush::yield_now;
 use super::sys;
 
 /// Events taken per batch. A full batch means more may be waiting: the task goes round
@@ -112,7 +111,7 @@ pub async fn run(sh: Rc<Shared>) {
         if more {
             // A full batch: others may be waiting. Let the flush cycle (and every other
             // task) run first, then take the next batch without waiting.
-            yield_now().await;
+            futures_lite::future::yield_now().await;
         } else if let Err(e) = waitable.readable(false).await {
             tracing::error!(error = %e, worker = sh.id, "readiness wait failed");
             return;

@@ -60,7 +60,7 @@ pub fn run(args: WorkerArgs) -> DrainReport {
     }
     let rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
-        .with_entries(4096)
+        .with_entries(super::sizing::URING_ENTRIES)
         .build();
     let mut rt = match rt {
         Ok(rt) => rt,

@@ -1,3 +1,4 @@
+#![allow(unreachable_pub)] // helpers shared by several test crates, each using a part
 //! Running the `ringcast` binary to completion with a clean environment, for tests of
 //! its command-line behaviour (`--print-config`, `check`, bad flags). Included with
 //! `#[path = "common/exec.rs"] mod exec;` by tests that need only this, not the whole

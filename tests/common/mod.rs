@@ -1,3 +1,4 @@
+#![allow(unreachable_pub)] // helpers shared by several test crates, each using a part
 //! Shared harness for the black-box integration tests: a guard around the real `ringcast`
 //! binary, a blocking raw WebSocket client built on the project's own codec
 //! (`ringcast::proto`), raw HTTP helpers, a `/metrics` parser and deadline-bounded waits.

@@ -15,7 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::time::Duration;
 
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
-use ringcast::proto::{OpCode, encode};
+use ringcast_proto::{OpCode, encode};
 use serde_json::json;
 
 use super::{Ctx, LoadRun, Result, common_checks, emit, watchdog};

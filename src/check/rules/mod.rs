@@ -31,7 +31,7 @@ use super::model;
 use super::plan::{self, Estimate, PlanSpec, Regime};
 use super::uring::Driver;
 use crate::config::Config;
-use crate::config::units::format_size;
+use ringcast_proto::units::format_size;
 
 /// ok / WARN / FAIL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]

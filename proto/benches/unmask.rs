@@ -35,7 +35,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use ringcast::proto::mask;
+use ringcast_proto::mask;
 
 const SIZES: [usize; 5] = [16, 125, 1024, 64 * 1024, 1024 * 1024];
 const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];

@@ -11,21 +11,33 @@ pub const MAX_REASON_LEN: usize = 123;
 pub struct CloseCode(pub u16);
 
 impl CloseCode {
+    /// Normal closure: the purpose of the connection is fulfilled.
     pub const NORMAL: u16 = 1000;
+    /// An endpoint is going away (server shutting down, page left).
     pub const GOING_AWAY: u16 = 1001;
+    /// The peer broke the protocol.
     pub const PROTOCOL_ERROR: u16 = 1002;
+    /// A data type the endpoint cannot accept.
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// Never on the wire: "no status code was present".
     pub const NO_STATUS: u16 = 1005;
     /// Never on the wire: "closed abnormally" (local only).
     pub const ABNORMAL: u16 = 1006;
+    /// Data inconsistent with the message type (invalid UTF-8 in text).
     pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A policy was violated (slow consumer, a subscriber that sent data, an expired token).
     pub const POLICY_VIOLATION: u16 = 1008;
+    /// A message too big to process (`--max-payload`).
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// Client only: the server did not negotiate an extension the client requires.
     pub const MANDATORY_EXTENSION: u16 = 1010;
+    /// The server hit an unexpected condition.
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The service is restarting.
     pub const SERVICE_RESTART: u16 = 1012;
+    /// Temporary condition (e.g. the cluster is unavailable): try again later.
     pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// A gateway got an invalid answer upstream.
     pub const BAD_GATEWAY: u16 = 1014;
     /// Never on the wire: TLS handshake failure (local only).
     pub const TLS_HANDSHAKE: u16 = 1015;

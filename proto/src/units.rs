@@ -1,6 +1,8 @@
-//! Parsers for the human units the flags accept: sizes (`64KiB`, `1MiB`, `1000`) and
-//! durations (`500ms`, `5s`, `2m`). Used by clap's `value_parser`, so a bad value becomes
-//! clap's usage error naming the flag (exit code 2).
+//! The human units every flag of `ringcast` and `loadgen` accepts, parsed in one place:
+//! sizes (`65536`, `64KiB`, `1MiB`; `K`/`M`/`G` alone are binary like `KiB`, `KB`/`MB`/`GB`
+//! decimal) and durations (`500ms`, `5s`, `1.5s`, `2m`; a unit is required except for `0`).
+//! Used by clap's `value_parser`, so a bad value becomes clap's usage error naming the flag
+//! (exit code 2).
 
 use std::time::Duration;
 

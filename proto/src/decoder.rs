@@ -18,12 +18,16 @@ use super::{FrameHeader, OpCode, ProtocolError};
 /// unmasked ones (RFC 6455 §5.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
+    /// Accepts masked frames only.
     Server,
+    /// Accepts unmasked frames only.
     Client,
 }
 
+/// What a decoder accepts.
 #[derive(Clone, Copy, Debug)]
 pub struct DecoderConfig {
+    /// Which side we are (decides the masking rule).
     pub role: Role,
     /// Largest message (sum of its fragments' payloads) accepted; more → 1009.
     pub max_payload: usize,
@@ -33,11 +37,14 @@ pub struct DecoderConfig {
 /// in it, owned when it was assembled across reads or fragments.
 #[derive(Debug)]
 pub enum Payload<'a> {
+    /// The whole message was one frame inside the input just decoded.
     Borrowed(&'a [u8]),
+    /// Assembled across reads or fragments.
     Owned(BytesMut),
 }
 
 impl Payload<'_> {
+    /// The payload bytes.
     pub fn as_slice(&self) -> &[u8] {
         match self {
             Payload::Borrowed(b) => b,
@@ -53,11 +60,15 @@ pub enum Event<'a> {
     Text(Payload<'a>),
     /// A complete binary message.
     Binary(Payload<'a>),
+    /// A ping with its payload (at most 125 bytes).
     Ping(&'a [u8]),
+    /// A pong with its payload.
     Pong(&'a [u8]),
     /// A valid close frame: `code` is `None` when the payload was empty.
     Close {
+        /// The close code, validated (RFC 6455 §7.4).
         code: Option<u16>,
+        /// The close reason, validated UTF-8.
         reason: &'a str,
     },
 }
@@ -187,6 +198,7 @@ enum Emit {
 }
 
 impl Decoder {
+    /// A decoder at the start of a stream.
     pub fn new(cfg: DecoderConfig) -> Self {
         Self {
             max_payload: cfg.max_payload,
@@ -566,7 +578,7 @@ fn reserve_for(msg: &mut BytesMut, chunk: usize, frame_remaining: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::encode::{close_payload, encode_client_frame, encode_server_frame};
+    use crate::encode::{close_payload, encode_client_frame, encode_server_frame};
 
     const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 

@@ -7,14 +7,21 @@ pub const MAX_HEADER_LEN: usize = 14;
 /// Control frames carry at most 125 bytes (RFC 6455 §5.5).
 pub const MAX_CONTROL_PAYLOAD: usize = 125;
 
+/// A frame's opcode (RFC 6455 §5.2); the reserved ones are refused by `from_u8`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[repr(u8)]
 pub enum OpCode {
+    /// A further fragment of the message in progress.
     Continuation = 0x0,
+    /// A text message (UTF-8).
     Text = 0x1,
+    /// A binary message.
     Binary = 0x2,
+    /// Close (control).
     Close = 0x8,
+    /// Ping (control).
     Ping = 0x9,
+    /// Pong (control).
     Pong = 0xA,
 }
 
@@ -31,6 +38,7 @@ impl OpCode {
             _ => None,
         }
     }
+    /// Close, ping and pong.
     pub fn is_control(self) -> bool {
         // RFC 6455 §5.5: control opcodes have the most significant opcode bit set.
         (self as u8) & 0x8 != 0
@@ -40,11 +48,15 @@ impl OpCode {
 /// A parsed frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FrameHeader {
+    /// The final fragment of its message.
     pub fin: bool,
     /// RSV1..RSV3 as the low three bits.
     pub rsv: u8,
+    /// What the frame carries.
     pub opcode: OpCode,
+    /// The masking key (client frames).
     pub mask: Option<[u8; 4]>,
+    /// Payload length from the header (not yet checked against any limit).
     pub payload_len: u64,
 }
 

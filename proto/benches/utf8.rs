@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ringcast::proto::utf8::Utf8Stream;
+use ringcast_proto::utf8::Utf8Stream;
 
 fn ascii(n: usize) -> Vec<u8> {
     b"The quick brown fox jumps over the lazy dog. 0123456789\n"

@@ -84,6 +84,7 @@ fn check_small(s: &[u8]) -> Result<bool, Utf8Error> {
 }
 
 impl Utf8Stream {
+    /// A validator at the start of a message.
     pub const fn new() -> Self {
         Self {
             carry: [0; 4],
@@ -137,12 +138,14 @@ impl Utf8Stream {
     }
 
     /// End of message: an incomplete code point left over is an error. Resets the state.
+    /// The message ended: an incomplete code point carried over is an error. Resets.
     pub fn finish(&mut self) -> Result<(), Utf8Error> {
         let pending = self.carry_len != 0;
         self.reset();
         if pending { Err(Utf8Error) } else { Ok(()) }
     }
 
+    /// Forget any carried bytes (start of a new message).
     pub fn reset(&mut self) {
         *self = Self::new();
     }

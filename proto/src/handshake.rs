@@ -19,20 +19,27 @@ const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// An HTTP error answer: status and a one-line reason (the body of the response).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HttpError {
+    /// The HTTP status, e.g. 400.
     pub status: u16,
+    /// One line saying why (the response body).
     pub reason: &'static str,
 }
 
+/// The request methods the endpoints tell apart.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Method {
+    /// `GET`
     Get,
+    /// `POST`
     Post,
+    /// Anything else (answered 405 where a method matters).
     Other,
 }
 
 /// A parsed request head (owned: the connection's head buffer is released after parsing).
 #[derive(Clone, Debug, Default)]
 pub struct RequestHead {
+    /// The method, `None` if httparse gave none.
     pub method: Option<Method>,
     /// Request target as sent (path and query).
     pub path: String,
@@ -40,12 +47,19 @@ pub struct RequestHead {
     pub upgrade_websocket: bool,
     /// `Connection` header lists the `upgrade` token.
     pub connection_upgrade: bool,
+    /// `Sec-WebSocket-Key` (repeated headers joined with ", ", which makes them invalid).
     pub ws_key: Option<String>,
+    /// `Sec-WebSocket-Version`.
     pub ws_version: Option<String>,
+    /// `Origin`.
     pub origin: Option<String>,
+    /// `Host` (a second one is refused with 400).
     pub host: Option<String>,
+    /// `Content-Type`.
     pub content_type: Option<String>,
+    /// `Content-Length`, validated digits.
     pub content_length: Option<u64>,
+    /// `Transfer-Encoding: chunked` (refused by the server: 411).
     pub chunked: bool,
     /// Bytes the head occupied (the body, if any, starts here).
     pub head_len: usize,
@@ -325,8 +339,11 @@ pub fn client_request(host: &str, path: &str, key: &str, extra: &[(&str, &str)])
 /// A parsed response head, client side.
 #[derive(Clone, Debug)]
 pub struct ResponseHead {
+    /// The status code.
     pub status: u16,
+    /// `Sec-WebSocket-Accept`.
     pub accept: Option<String>,
+    /// Bytes the head occupied.
     pub head_len: usize,
 }
 

@@ -7,8 +7,8 @@
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use ringcast::proto::encode::encode_client_frame;
-use ringcast::proto::{Decoder, DecoderConfig, OpCode, Role};
+use ringcast_proto::encode::encode_client_frame;
+use ringcast_proto::{Decoder, DecoderConfig, OpCode, Role};
 
 /// `count` masked text frames of `size` bytes of mixed ASCII/UTF-8 text.
 fn stream(size: usize, count: usize) -> Vec<u8> {

@@ -135,7 +135,7 @@ pub fn server_close_frame(code: u16, reason: &str) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::frame::parse_header;
+    use crate::frame::parse_header;
 
     #[test]
     fn header_lengths() {

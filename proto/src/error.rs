@@ -11,12 +11,15 @@ pub struct ProtocolError {
 }
 
 impl ProtocolError {
+    /// A protocol violation: close 1002.
     pub const fn protocol(reason: &'static str) -> Self {
         Self { code: 1002, reason }
     }
+    /// Invalid payload data (bad UTF-8): close 1007.
     pub const fn invalid_data(reason: &'static str) -> Self {
         Self { code: 1007, reason }
     }
+    /// A message over the limit: close 1009.
     pub const fn too_big(reason: &'static str) -> Self {
         Self { code: 1009, reason }
     }
