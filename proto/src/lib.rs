@@ -21,8 +21,11 @@ pub mod frame;
 pub mod handshake;
 #[allow(unsafe_code)]
 pub mod mask;
+pub mod query;
+pub mod topic;
 pub mod units;
 pub mod utf8;
+pub mod v1;
 
 pub use close::CloseCode;
 pub use decoder::{Decoder, DecoderConfig, Event, Payload, Role};

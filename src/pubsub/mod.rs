@@ -1,4 +1,4 @@
-//! Pub/sub: topic names, the per-core topic registry, the cross-core interest table and
+//! Pub/sub: the per-core topic registry, the cross-core interest table and
 //! the bounded bus that carries published frames between workers.
 //!
 //! Owns: which connections (by per-core key) subscribe to which topic, and which workers
@@ -9,9 +9,7 @@
 pub mod bus;
 pub mod interest;
 pub mod registry;
-pub mod topic_name;
 
 pub use bus::{Batch, Bus, Frames};
 pub use interest::{Interest, TopicShared};
 pub use registry::{Registry, TopicId};
-pub use topic_name::{parse_topic, parse_topic_list};

@@ -3,7 +3,7 @@
 //! `proto::handshake`; this module decides what they mean.
 
 use crate::proto::handshake::{HttpError, Method, RequestHead, check_upgrade};
-use crate::pubsub::{parse_topic, parse_topic_list};
+use crate::proto::topic::{parse_topic, parse_topic_list};
 
 use super::conn::Kind;
 

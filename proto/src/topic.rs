@@ -1,4 +1,5 @@
-//! Topic-name rules of the contract: 1 to 128 bytes of `A-Z a-z 0-9 . _ - :`.
+//! Topic-name rules of the contract: 1 to 128 bytes of `A-Z a-z 0-9 . _ - :` (a name
+//! in a request path, in a `since=` entry, in a `ringcast.v1` event header).
 
 /// Longest topic name.
 pub const MAX_TOPIC_LEN: usize = 128;
@@ -6,7 +7,8 @@ pub const MAX_TOPIC_LEN: usize = 128;
 /// Most topics one `/sub/` request may list (keeps one request's work bounded).
 pub const MAX_TOPICS_PER_SUB: usize = 64;
 
-fn valid_byte(b: u8) -> bool {
+/// A byte allowed in a topic name.
+pub fn valid_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-' | b':')
 }
 
