@@ -1,9 +1,11 @@
 //! The fan-out hot path in isolation, on one worker's real state (`Shared::new`):
 //!
 //! - `enqueue/{1k,10k}`: one published 64-byte message (a 66-byte frame from
-//!   `server_frame`) fanned out by `Core::publish` to N subscribers of one topic: the
-//!   registry lookup, then `Conns::deliver` per subscriber (state check, the
-//!   `--max-buffered` check, the refcount clone into its queue, the dirty list). No I/O:
+//!   `server_frame`) published by `PubSub::publish` on the topic's owner to N subscribers
+//!   of one topic: the position, the history (default limits: the ring is full, so each
+//!   publish also evicts one), the registry lookup, then `Conns::deliver` per subscriber
+//!   (state check, the `--max-buffered` check, the refcount clone into its queue, the
+//!   dirty list). No I/O:
 //!   the connections carry no descriptor. Between iterations, outside the timed region, the
 //!   queues are emptied the way a flush empties them (`OutQueue::advance`, which keeps the
 //!   queue's ring) and the dirty list is cleared. Throughput is in subscribers, so
@@ -45,9 +47,11 @@ use ringcast::config::{Args, Config};
 use ringcast::metrics::CoreMetrics;
 use ringcast::proto::OpCode;
 use ringcast::proto::encode::server_frame;
-use ringcast::pubsub::{Bus, TopicId};
-use ringcast::server::conn::{Conn, Kind, State, flag};
-use ringcast::server::core::{Conns, Global, Shared};
+use ringcast::pubsub::{Bus, Encoding, Origin, Publication, Sink};
+use ringcast::role::Role;
+use ringcast::server::conn::{Conn, State, flag};
+use ringcast::server::conns::Conns;
+use ringcast::server::state::{Core, Global, Shared};
 use ringcast::server::{poller, sys};
 
 // The server's allocator (src/main.rs): the idle-queue case allocates per delivery.
@@ -75,7 +79,7 @@ fn open_conn(c: &mut Conns, fd: i32) -> u32 {
     let generation = c.next_generation;
     c.next_generation += 1;
     let mut conn = Conn::new(fd, generation, 0, 0);
-    conn.kind = Kind::Sub;
+    conn.role = Role::Sub;
     conn.state = State::Open;
     c.slab.insert(conn) as u32
 }
@@ -109,24 +113,35 @@ fn enqueue(c: &mut Criterion) {
             let sh = worker();
             let mut core = sh.core.borrow_mut();
             let core = &mut *core;
-            let mut topic: TopicId = 0;
+            let mut topic = 0;
             for _ in 0..n {
                 // No descriptor: nothing on this path does I/O.
                 let key = open_conn(&mut core.conns, -1);
-                topic = core.topics.subscribe("bench", key);
+                let Core { conns, pubsub, .. } = &mut *core;
+                topic = pubsub.subscribe(conns, "bench", key, 0, Encoding::Raw, None);
             }
-            assert_eq!(core.topics.get(topic).map(|t| t.subs.len()), Some(n));
+            let shared = core.pubsub.topics.get(topic).expect("topic").shared.clone();
+            assert_eq!(
+                core.pubsub.topics.get(topic).map(|t| t.members()),
+                Some(n as u32)
+            );
             g.throughput(Throughput::Elements(n as u64));
             g.bench_function(BenchmarkId::from_parameter(label), |b| {
                 b.iter_custom(|iters| {
                     let mut total = Duration::ZERO;
                     for _ in 0..iters {
-                        let f = frame();
+                        let p = Publication {
+                            topic: shared.clone(),
+                            opcode: OpCode::Text,
+                            raw: frame(),
+                            origin: Origin::Worker(0),
+                            ack: None,
+                        };
+                        let Core { conns, pubsub, .. } = &mut *core;
                         let t = Instant::now();
-                        core.publish(0, black_box(topic), &f);
+                        pubsub.publish(conns, black_box(p));
                         total += t.elapsed();
-                        drop(f);
-                        drain_queues(&mut core.conns, n, keep_ring);
+                        drain_queues(conns, n, keep_ring);
                     }
                     total
                 })

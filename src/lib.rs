@@ -11,6 +11,7 @@ pub mod check;
 pub mod config;
 pub mod metrics;
 pub mod pubsub;
+pub mod role;
 pub mod server;
 
 pub use ringcast_proto as proto;

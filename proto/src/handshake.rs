@@ -36,11 +36,36 @@ pub enum Method {
     Other,
 }
 
+/// A header value that must never be printed (a bearer token): `Debug` shows
+/// `<redacted>`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// A parsed request head (owned: the connection's head buffer is released after parsing).
 #[derive(Clone, Debug, Default)]
 pub struct RequestHead {
     /// The method, `None` if httparse gave none.
     pub method: Option<Method>,
+    /// HTTP/1.1 (`false`: HTTP/1.0).
+    pub http11: bool,
+    /// `Connection` lists `close`.
+    pub connection_close: bool,
+    /// `Connection` lists `keep-alive` (what an HTTP/1.0 client sends to keep it open).
+    pub connection_keep_alive: bool,
+    /// `Sec-WebSocket-Protocol`: the subprotocols offered, comma-separated.
+    pub protocols: Option<String>,
+    /// `Sec-WebSocket-Extensions`: the extension offers, every header line joined with ", ".
+    pub extensions: Option<String>,
+    /// `Authorization` (never printed).
+    pub authorization: Option<Secret>,
+    /// `Accept`.
+    pub accept: Option<String>,
     /// Request target as sent (path and query).
     pub path: String,
     /// `Upgrade` header lists `websocket` (case-insensitive).
@@ -97,6 +122,7 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
         return Err(TOO_LARGE);
     }
     let mut head = RequestHead {
+        http11: req.version == Some(1),
         method: req.method.map(|m| match m {
             "GET" => Method::Get,
             "POST" => Method::Post,
@@ -114,6 +140,19 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
             head.upgrade_websocket |= has_token(value, "websocket");
         } else if name.eq_ignore_ascii_case("connection") {
             head.connection_upgrade |= has_token(value, "upgrade");
+            head.connection_close |= has_token(value, "close");
+            head.connection_keep_alive |= has_token(value, "keep-alive");
+        } else if name.eq_ignore_ascii_case("sec-websocket-protocol") {
+            append_value(&mut head.protocols, value);
+        } else if name.eq_ignore_ascii_case("sec-websocket-extensions") {
+            append_value(&mut head.extensions, value);
+        } else if name.eq_ignore_ascii_case("authorization") {
+            if head.authorization.is_some() {
+                return Err(bad_request("duplicate Authorization header"));
+            }
+            head.authorization = Some(Secret(String::from_utf8_lossy(value).into_owned()));
+        } else if name.eq_ignore_ascii_case("accept") {
+            append_value(&mut head.accept, value);
         } else if name.eq_ignore_ascii_case("sec-websocket-key") {
             append_value(&mut head.ws_key, value);
         } else if name.eq_ignore_ascii_case("sec-websocket-version") {
@@ -148,6 +187,37 @@ pub fn parse_request(buf: &[u8], max_head: usize) -> Result<Option<RequestHead>,
         return Err(bad_request("both Content-Length and Transfer-Encoding"));
     }
     Ok(Some(head))
+}
+
+impl RequestHead {
+    /// Whether the connection stays open after the answer: HTTP/1.1 unless `Connection:
+    /// close`; HTTP/1.0 only with `Connection: keep-alive`.
+    pub fn keep_alive(&self) -> bool {
+        if self.http11 {
+            !self.connection_close
+        } else {
+            self.connection_keep_alive && !self.connection_close
+        }
+    }
+
+    /// Whether the client offers subprotocol `name` (RFC 6455 §4.1: a comma-separated
+    /// list, tokens compared exactly).
+    pub fn offers_protocol(&self, name: &str) -> bool {
+        self.protocols
+            .as_deref()
+            .is_some_and(|p| p.split(',').any(|t| t.trim() == name))
+    }
+
+    /// Whether `Accept` asks for JSON.
+    pub fn wants_json(&self) -> bool {
+        self.accept.as_deref().is_some_and(|a| {
+            a.split(',').any(|t| {
+                t.split(';')
+                    .next()
+                    .is_some_and(|m| m.trim().eq_ignore_ascii_case("application/json"))
+            })
+        })
+    }
 }
 
 const fn bad_request(reason: &'static str) -> HttpError {
@@ -193,8 +263,15 @@ fn has_token(value: &[u8], token: &str) -> bool {
 /// one-line reason each), `Sec-WebSocket-Version: 13` (426). Returns the accept value.
 ///
 /// A missing version is answered 426 as well, so the client learns the one we speak. The
-/// method (GET) is the caller's to check (405).
+/// method (GET) is the caller's to check (405). RFC 6455 §4.1 also requires HTTP/1.1 and a
+/// `Host` header (400 otherwise).
 pub fn check_upgrade(head: &RequestHead) -> Result<String, HttpError> {
+    if !head.http11 {
+        return Err(bad_request("a WebSocket upgrade needs HTTP/1.1"));
+    }
+    if head.host.is_none() {
+        return Err(bad_request("missing Host header"));
+    }
     if !head.upgrade_websocket {
         return Err(bad_request(
             "missing or invalid Upgrade header (need websocket)",
@@ -233,13 +310,21 @@ pub fn accept_key(key: &str) -> String {
     BASE64.encode(h.finalize())
 }
 
-/// The `101 Switching Protocols` response.
-pub fn response_101(accept: &str) -> Vec<u8> {
-    format!(
+/// The `101 Switching Protocols` response, with the selected subprotocol and the
+/// extensions' answer when there are any.
+pub fn response_101(accept: &str, protocol: Option<&str>, extensions: Option<&str>) -> Vec<u8> {
+    let mut out = format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-         Sec-WebSocket-Accept: {accept}\r\n\r\n"
-    )
-    .into_bytes()
+         Sec-WebSocket-Accept: {accept}\r\n"
+    );
+    if let Some(p) = protocol {
+        push_headers(&mut out, &[("Sec-WebSocket-Protocol", p)]);
+    }
+    if let Some(e) = extensions {
+        push_headers(&mut out, &[("Sec-WebSocket-Extensions", e)]);
+    }
+    out.push_str("\r\n");
+    out.into_bytes()
 }
 
 /// The standard reason phrase for the statuses this server uses.
@@ -251,6 +336,7 @@ pub fn status_text(status: u16) -> &'static str {
         202 => "Accepted",
         204 => "No Content",
         400 => "Bad Request",
+        401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
@@ -343,6 +429,10 @@ pub struct ResponseHead {
     pub status: u16,
     /// `Sec-WebSocket-Accept`.
     pub accept: Option<String>,
+    /// `Sec-WebSocket-Protocol`: the subprotocol the server selected.
+    pub protocol: Option<String>,
+    /// `Sec-WebSocket-Extensions`: the extensions the server accepted.
+    pub extensions: Option<String>,
     /// Bytes the head occupied.
     pub head_len: usize,
 }
@@ -370,14 +460,17 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<ResponseHead>, HttpError> {
             });
         }
     };
-    let accept = res
-        .headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-accept"))
-        .map(|h| String::from_utf8_lossy(h.value.trim_ascii()).into_owned());
+    let header = |name: &str| {
+        res.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| String::from_utf8_lossy(h.value.trim_ascii()).into_owned())
+    };
     Ok(Some(ResponseHead {
         status: res.code.unwrap_or_default(),
-        accept,
+        accept: header("sec-websocket-accept"),
+        protocol: header("sec-websocket-protocol"),
+        extensions: header("sec-websocket-extensions"),
         head_len,
     }))
 }
@@ -430,7 +523,8 @@ mod tests {
         assert_eq!(h.host.as_deref(), Some("example.com"));
         assert_eq!(h.head_len, REQ.len());
         assert_eq!(check_upgrade(&h).unwrap(), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-        let r = String::from_utf8(response_101("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")).unwrap();
+        let r =
+            String::from_utf8(response_101("s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", None, None)).unwrap();
         assert!(r.starts_with("HTTP/1.1 101 Switching Protocols\r\n"));
         assert!(r.contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
         assert!(r.ends_with("\r\n\r\n"));
@@ -565,7 +659,7 @@ mod tests {
         let h = parse_request(&req, 8192).unwrap().unwrap();
         assert_eq!(h.path, "/echo");
         let accept = check_upgrade(&h).unwrap();
-        let resp = response_101(&accept);
+        let resp = response_101(&accept, None, None);
         for i in 0..resp.len() {
             assert!(parse_response(&resp[..i]).unwrap().is_none());
         }
@@ -577,5 +671,51 @@ mod tests {
         assert_eq!(check_response(&r, &key), Ok(()));
         assert!(check_response(&r, &client_key([8; 16])).is_err());
         assert_eq!(parse_response(b"garbage\r\n\r\n").unwrap_err().status, 502);
+    }
+
+    #[test]
+    fn versions_keep_alive_protocols_accept_and_secrets() {
+        let parse = |r: &str| parse_request(r.as_bytes(), 8192).unwrap().unwrap();
+        let h = parse(REQ);
+        assert!(h.http11 && h.keep_alive());
+        assert!(check_upgrade(&h).is_ok());
+        let h10 = parse(&REQ.replace("HTTP/1.1", "HTTP/1.0"));
+        assert!(!h10.http11);
+        assert_eq!(check_upgrade(&h10).map_err(|e| e.status), Err(400));
+        let no_host = parse(&REQ.replace("Host: example.com\r\n", ""));
+        assert_eq!(
+            check_upgrade(&no_host).map_err(|e| e.reason),
+            Err("missing Host header")
+        );
+        assert!(!parse("GET /healthz HTTP/1.0\r\n\r\n").keep_alive());
+        assert!(parse("GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").keep_alive());
+        assert!(!parse("GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n").keep_alive());
+        let h = parse(
+            "GET /sub/a HTTP/1.1\r\nSec-WebSocket-Protocol: chat, ringcast.v1\r\n\
+             Accept: text/plain;q=0.5, application/json\r\nAuthorization: Bearer abc.def.ghi\r\n\
+             Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Extensions: x\r\n\r\n",
+        );
+        assert!(h.offers_protocol("ringcast.v1") && h.offers_protocol("chat"));
+        assert!(!h.offers_protocol("ringcast"));
+        assert!(h.wants_json());
+        assert_eq!(h.extensions.as_deref(), Some("permessage-deflate, x"));
+        assert_eq!(
+            h.authorization.as_ref().map(|a| a.0.as_str()),
+            Some("Bearer abc.def.ghi")
+        );
+        let dbg = format!("{h:?}");
+        assert!(
+            !dbg.contains("abc.def.ghi") && dbg.contains("<redacted>"),
+            "{dbg}"
+        );
+        let r = String::from_utf8(response_101(
+            "k",
+            Some("ringcast.v1"),
+            Some("permessage-deflate"),
+        ))
+        .unwrap();
+        assert!(r.contains("Sec-WebSocket-Protocol: ringcast.v1\r\n"));
+        assert!(r.contains("Sec-WebSocket-Extensions: permessage-deflate\r\n"));
+        assert!(r.ends_with("\r\n\r\n"));
     }
 }

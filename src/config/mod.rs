@@ -149,6 +149,37 @@ pub struct Args {
           default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Messages kept per topic for resume (`?since=`, `?last=`, ringcast.v1); 0 keeps
+    /// none. The history holds the published messages themselves (shared with subscriber
+    /// queues), bounded also by --history-ttl and --history-memory.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RINGCAST_HISTORY_SIZE",
+        default_value_t = 1000
+    )]
+    pub history_size: usize,
+
+    /// Age after which a retained message is dropped; `0` disables the age limit.
+    #[arg(long, value_name = "DUR", env = "RINGCAST_HISTORY_TTL",
+          default_value = "5m", value_parser = parse_duration)]
+    pub history_ttl: Duration,
+
+    /// Bytes of history for the whole process (split evenly among the workers; each drops
+    /// its oldest retained messages first). Counts each message's payload, its encodings
+    /// built at publish time and a fixed overhead.
+    #[arg(long, value_name = "BYTES", env = "RINGCAST_HISTORY_MEMORY",
+          default_value = "64MiB", value_parser = parse_size)]
+    pub history_memory: usize,
+
+    /// On SIGTERM/SIGINT: spread the 1001 close frames evenly over this window instead of
+    /// sending them all at once, so clients do not reconnect in one storm (`/healthz`
+    /// answers 503 at once either way). `0s`: the mass close. --shutdown-timeout counts
+    /// from the end of the window.
+    #[arg(long, value_name = "DUR", env = "RINGCAST_DRAIN_WINDOW",
+          default_value = "0s", value_parser = parse_duration)]
+    pub drain_window: Duration,
+
     /// PEM certificate chain: serve wss:// (requires --tls-key).
     #[arg(
         long,
@@ -211,6 +242,9 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
+/// The largest `--max-payload` (a frame's written part is counted in 32 bits).
+pub const MAX_PAYLOAD_LIMIT: usize = 1 << 30;
+
 /// The validated configuration the server runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -228,6 +262,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub history_size: usize,
+    /// `None`: no age limit.
+    pub history_ttl: Option<Duration>,
+    pub history_memory: usize,
+    pub drain_window: Duration,
 }
 
 impl Config {
@@ -240,6 +279,9 @@ impl Config {
     pub fn validate(a: Args) -> Result<Self, Invalid> {
         if a.max_payload == 0 {
             return Err(Invalid::new("max_payload", "must be at least 1 byte"));
+        }
+        if a.max_payload > MAX_PAYLOAD_LIMIT {
+            return Err(Invalid::new("max_payload", "must be at most 1GiB"));
         }
         if a.max_buffered == 0 {
             return Err(Invalid::new("max_buffered", "must be at least 1 byte"));
@@ -287,6 +329,10 @@ impl Config {
             shutdown_timeout: a.shutdown_timeout,
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
+            history_size: a.history_size,
+            history_ttl: (!a.history_ttl.is_zero()).then_some(a.history_ttl),
+            history_memory: a.history_memory,
+            drain_window: a.drain_window,
         })
     }
 }

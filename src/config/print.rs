@@ -79,6 +79,22 @@ impl Config {
             "shutdown_timeout",
             s(format_duration(self.shutdown_timeout)),
         );
+        line(&mut out, "history_size", self.history_size.to_string());
+        line(
+            &mut out,
+            "history_ttl",
+            s(format_duration(self.history_ttl.unwrap_or_default())),
+        );
+        line(
+            &mut out,
+            "history_memory",
+            s(format_size(self.history_memory)),
+        );
+        line(
+            &mut out,
+            "drain_window",
+            s(format_duration(self.drain_window)),
+        );
         for (key, path) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
             match path {
                 Some(p) => {
@@ -128,6 +144,10 @@ mod tests {
             "idle_timeout = \"120s\"\n",
             "close_timeout = \"5s\"\n",
             "shutdown_timeout = \"10s\"\n",
+            "history_size = 1000\n",
+            "history_ttl = \"300s\"\n",
+            "history_memory = \"64MiB\"\n",
+            "drain_window = \"0\"\n",
             "# tls_cert: not set",
         ] {
             assert!(t.contains(want), "missing {want:?} in\n{t}");

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use super::{CoreMetrics, cores};
+use super::{CoreMetrics, Reject, cores};
 
 /// The counters summarised, by name.
-fn snapshot(cs: &[std::sync::Arc<CoreMetrics>]) -> [(&'static str, u64); 8] {
+fn snapshot(cs: &[std::sync::Arc<CoreMetrics>]) -> [(&'static str, u64); 9] {
     let s = |f: &dyn Fn(&CoreMetrics) -> u64| cs.iter().map(|c| f(c)).sum::<u64>();
     [
         ("abnormal_closures", s(&|c| c.abnormal_closures.get())),
@@ -16,8 +16,18 @@ fn snapshot(cs: &[std::sync::Arc<CoreMetrics>]) -> [(&'static str, u64); 8] {
             "handshake_failures",
             s(&|c| c.handshake_failures.iter().map(|x| x.get()).sum()),
         ),
-        ("handshake_timeouts", s(&|c| c.rejected[2].get())),
-        ("rejected_max_connections", s(&|c| c.rejected[0].get())),
+        (
+            "handshake_timeouts",
+            s(&|c| c.rejected[Reject::HandshakeTimeout as usize].get()),
+        ),
+        (
+            "rejected_max_connections",
+            s(&|c| c.rejected[Reject::MaxConnections as usize].get()),
+        ),
+        (
+            "rejected_draining",
+            s(&|c| c.rejected[Reject::Draining as usize].get()),
+        ),
         ("slow_consumer_closed", s(&|c| c.slow_consumer_closed.get())),
         (
             "dropped_slow_consumer",

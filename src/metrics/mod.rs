@@ -1,6 +1,7 @@
 //! Metrics: per-worker counters (`CoreMetrics`) and their Prometheus text rendering.
 //!
-//! Owns: the counter definitions and the exposition. Must not: take locks or allocate on
+//! Owns: the counter definitions and the exposition; label sets are enums with their label
+//! text (`Role`, `Reject`, `Eviction`, `ResumeOutcome`). Must not: take locks or allocate on
 //! the increment path (counters are single-writer, see `counter.rs`).
 
 pub mod counter;
@@ -11,24 +12,17 @@ use std::sync::{Arc, OnceLock};
 
 pub use counter::{Counter, Gauge, Histogram, LATENCY_BOUNDS_US};
 
-/// Connection roles, as labels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoleLabel {
-    Sub = 0,
-    Pub = 1,
-    PubSub = 2,
-    Echo = 3,
-    Http = 4,
-}
+pub use crate::pubsub::fanout::Eviction;
+pub use crate::pubsub::replay::Outcome as ResumeOutcome;
+pub use crate::role::Role;
 
-pub const ROLE_NAMES: [&str; 5] = ["sub", "pub", "pubsub", "echo", "http"];
-
-/// HTTP statuses counted for handshake failures.
-pub const HTTP_STATUSES: [u16; 10] = [400, 403, 404, 405, 411, 413, 426, 431, 503, 500];
+/// HTTP statuses counted for handshake failures (the label is the number).
+pub const HTTP_STATUSES: [u16; 12] = [400, 401, 403, 404, 405, 411, 413, 426, 429, 431, 503, 500];
 
 /// Close-code buckets: 1000..=1015 by code, then application codes (3000-4999).
 pub const CLOSE_SLOTS: usize = 17;
 
+/// The bucket of a close code.
 pub fn close_slot(code: u16) -> usize {
     match code {
         1000..=1015 => usize::from(code - 1000),
@@ -36,6 +30,7 @@ pub fn close_slot(code: u16) -> usize {
     }
 }
 
+/// The label of a close-code bucket.
 pub fn close_slot_label(slot: usize) -> String {
     if slot < 16 {
         (1000 + slot).to_string()
@@ -45,16 +40,42 @@ pub fn close_slot_label(slot: usize) -> String {
 }
 
 /// Why a connection was refused before or during the handshake.
-pub const REJECT_REASONS: [&str; 3] = ["max_connections", "draining", "handshake_timeout"];
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reject {
+    /// Over `--max-connections` (503).
+    MaxConnections,
+    /// A WebSocket upgrade while draining for shutdown (503).
+    Draining,
+    /// No complete request head within `--handshake-timeout` (slowloris).
+    HandshakeTimeout,
+}
 
-/// One worker's counters.
+impl Reject {
+    /// Every reason, in metrics order.
+    pub const ALL: [Reject; 3] = [
+        Reject::MaxConnections,
+        Reject::Draining,
+        Reject::HandshakeTimeout,
+    ];
+
+    /// The label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Reject::MaxConnections => "max_connections",
+            Reject::Draining => "draining",
+            Reject::HandshakeTimeout => "handshake_timeout",
+        }
+    }
+}
+
+/// One worker's counters (`[_; N]` arrays are indexed by the label enum `as usize`).
 #[derive(Default, Debug)]
 pub struct CoreMetrics {
     pub accepted: Counter,
-    pub rejected: [Counter; 3],
-    pub handshake_failures: [Counter; 10],
-    pub opened: [Counter; 5],
-    pub closed: [Counter; 5],
+    pub rejected: [Counter; Reject::ALL.len()],
+    pub handshake_failures: [Counter; HTTP_STATUSES.len()],
+    pub opened: [Counter; Role::ALL.len()],
+    pub closed: [Counter; Role::ALL.len()],
     pub messages_in: Counter,
     pub bytes_in: Counter,
     pub frames_out: Counter,
@@ -76,13 +97,26 @@ pub struct CoreMetrics {
     pub topics: Gauge,
     /// Cross-core hand-off → enqueue on the subscriber's worker.
     pub publish_to_enqueue: Histogram,
+    /// Messages retained in the history of topics this worker owns.
+    pub history_messages: Gauge,
+    /// Bytes charged for them.
+    pub history_bytes: Gauge,
+    pub history_evicted: [Counter; Eviction::ALL.len()],
+    pub resumes: [Counter; ResumeOutcome::ALL.len()],
+    pub replayed: Counter,
 }
 
 impl CoreMetrics {
+    /// Count an HTTP error answer.
     pub fn handshake_failure(&self, status: u16) {
         if let Some(i) = HTTP_STATUSES.iter().position(|&s| s == status) {
             self.handshake_failures[i].inc();
         }
+    }
+
+    /// Count a refusal.
+    pub fn reject(&self, why: Reject) {
+        self.rejected[why as usize].inc();
     }
 }
 

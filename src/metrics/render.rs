@@ -1,319 +1,326 @@
 //! Prometheus text exposition (format 0.0.4) of the summed per-worker counters.
 
 use std::fmt::Write;
+use std::sync::Arc;
 
 use super::{
-    CLOSE_SLOTS, CoreMetrics, Counter, HTTP_STATUSES, LATENCY_BOUNDS_US, REJECT_REASONS,
-    ROLE_NAMES, close_slot_label,
+    CLOSE_SLOTS, CoreMetrics, Counter, Eviction, Gauge, HTTP_STATUSES, Histogram,
+    LATENCY_BOUNDS_US, Reject, ResumeOutcome, Role, close_slot_label,
 };
 
-fn sum(cores: &[std::sync::Arc<CoreMetrics>], f: impl Fn(&CoreMetrics) -> u64) -> u64 {
-    cores.iter().map(|c| f(c)).sum()
+/// Process-wide values that are not per-worker counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Globals {
+    /// Worker threads.
+    pub workers: usize,
+    /// Shutting down.
+    pub draining: bool,
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+struct Out<'a> {
+    o: String,
+    cores: &'a [Arc<CoreMetrics>],
 }
 
-fn scalar(
-    out: &mut String,
-    cores: &[std::sync::Arc<CoreMetrics>],
-    name: &str,
-    kind: &str,
-    help: &str,
-    f: impl Fn(&CoreMetrics) -> &Counter,
-) {
-    header(out, name, kind, help);
-    let _ = writeln!(out, "{name} {}", sum(cores, |c| f(c).get()));
+impl Out<'_> {
+    fn sum(&self, f: impl Fn(&CoreMetrics) -> u64) -> u64 {
+        self.cores.iter().map(|c| f(c)).sum()
+    }
+
+    fn header(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+
+    fn value(&mut self, name: &str, v: impl std::fmt::Display) {
+        let _ = writeln!(self.o, "{name} {v}");
+    }
+
+    fn labelled(&mut self, name: &str, label: &str, value: &str, v: u64) {
+        let _ = writeln!(self.o, "{name}{{{label}=\"{value}\"}} {v}");
+    }
+
+    /// A counter or gauge summed over workers.
+    fn scalar(&mut self, name: &str, kind: &str, help: &str, f: impl Fn(&CoreMetrics) -> u64) {
+        self.header(name, kind, help);
+        let v = self.sum(f);
+        self.value(name, v);
+    }
+
+    fn counter(&mut self, name: &str, help: &str, f: impl Fn(&CoreMetrics) -> &Counter) {
+        self.scalar(name, "counter", help, |c| f(c).get());
+    }
+
+    fn gauge(&mut self, name: &str, help: &str, f: impl Fn(&CoreMetrics) -> &Gauge) {
+        self.scalar(name, "gauge", help, |c| f(c).get());
+    }
+
+    /// One series per label value: `values` gives (label text, per-worker value).
+    fn family<T: Copy>(
+        &mut self,
+        (name, kind, help): (&str, &str, &str),
+        label: &str,
+        values: &[T],
+        text: impl Fn(T) -> String,
+        f: impl Fn(&CoreMetrics, T) -> u64,
+    ) {
+        self.header(name, kind, help);
+        for &v in values {
+            let n = self.sum(|c| f(c, v));
+            self.labelled(name, label, &text(v), n);
+        }
+    }
+
+    fn histogram(&mut self, name: &str, help: &str, f: impl Fn(&CoreMetrics) -> &Histogram) {
+        self.header(name, "histogram", help);
+        let mut cumulative = 0;
+        for (i, b) in LATENCY_BOUNDS_US.iter().enumerate() {
+            cumulative += self.sum(|c| f(c).buckets[i].get());
+            let le = *b as f64 / 1e6;
+            let _ = writeln!(self.o, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+        }
+        cumulative += self.sum(|c| f(c).buckets[LATENCY_BOUNDS_US.len()].get());
+        let _ = writeln!(self.o, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum(|c| f(c).sum_us.get()) as f64 / 1e6;
+        let _ = writeln!(self.o, "{name}_sum {sum}");
+        let count = self.sum(|c| f(c).count.get());
+        let _ = writeln!(self.o, "{name}_count {count}");
+    }
 }
 
-/// Render every metric. `draining` is the shutdown state, `extra` global gauges.
-pub fn render(cores: &[std::sync::Arc<CoreMetrics>], draining: bool, workers: usize) -> String {
-    let mut o = String::with_capacity(8192);
-    header(
-        &mut o,
+/// Render every metric.
+pub fn render(cores: &[Arc<CoreMetrics>], g: Globals) -> String {
+    let mut o = Out {
+        o: String::with_capacity(12 * 1024),
+        cores,
+    };
+    o.header(
         "ringcast_workers",
         "gauge",
         "Worker threads (one per core).",
     );
-    let _ = writeln!(o, "ringcast_workers {workers}");
-    header(
-        &mut o,
-        "ringcast_draining",
-        "gauge",
-        "1 while shutting down.",
-    );
-    let _ = writeln!(o, "ringcast_draining {}", u8::from(draining));
+    o.value("ringcast_workers", g.workers);
+    o.header("ringcast_draining", "gauge", "1 while shutting down.");
+    o.value("ringcast_draining", u8::from(g.draining));
 
-    header(
-        &mut o,
-        "ringcast_connections_open",
-        "gauge",
-        "Open connections by role.",
+    o.family(
+        (
+            "ringcast_connections_open",
+            "gauge",
+            "Open connections by role (http: connections still speaking HTTP).",
+        ),
+        "role",
+        &Role::ALL,
+        |r| r.label().into(),
+        |c, r| {
+            c.opened[r as usize]
+                .get()
+                .saturating_sub(c.closed[r as usize].get())
+        },
     );
-    for (i, role) in ROLE_NAMES.iter().enumerate() {
-        let open =
-            sum(cores, |c| c.opened[i].get()).saturating_sub(sum(cores, |c| c.closed[i].get()));
-        let _ = writeln!(o, "ringcast_connections_open{{role=\"{role}\"}} {open}");
-    }
-    header(
-        &mut o,
-        "ringcast_connections_opened_total",
-        "counter",
-        "Connections that reached a role (WebSocket upgrade or HTTP request), by role.",
+    o.family(
+        ("ringcast_connections_opened_total", "counter", "Connections that reached a role (WebSocket upgrade, or a new HTTP connection), by role."),
+        "role",
+        &Role::ALL,
+        |r| r.label().into(),
+        |c, r| c.opened[r as usize].get(),
     );
-    for (i, role) in ROLE_NAMES.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "ringcast_connections_opened_total{{role=\"{role}\"}} {}",
-            sum(cores, |c| c.opened[i].get())
-        );
-    }
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_connections_accepted_total",
-        "counter",
         "TCP connections accepted.",
         |c| &c.accepted,
     );
-    header(
-        &mut o,
-        "ringcast_connections_rejected_total",
-        "counter",
-        "Connections refused, by reason.",
+    o.family(
+        (
+            "ringcast_connections_rejected_total",
+            "counter",
+            "Connections refused, by reason.",
+        ),
+        "reason",
+        &Reject::ALL,
+        |r| r.label().into(),
+        |c, r| c.rejected[r as usize].get(),
     );
-    for (i, r) in REJECT_REASONS.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "ringcast_connections_rejected_total{{reason=\"{r}\"}} {}",
-            sum(cores, |c| c.rejected[i].get())
-        );
-    }
-    header(
-        &mut o,
-        "ringcast_handshake_failures_total",
-        "counter",
-        "HTTP error answers to requests, by status.",
+    o.family(
+        (
+            "ringcast_handshake_failures_total",
+            "counter",
+            "HTTP error answers to requests, by status.",
+        ),
+        "status",
+        &HTTP_STATUSES,
+        |s| s.to_string(),
+        |c, s| {
+            HTTP_STATUSES
+                .iter()
+                .position(|&x| x == s)
+                .map_or(0, |i| c.handshake_failures[i].get())
+        },
     );
-    for (i, s) in HTTP_STATUSES.iter().enumerate() {
-        let _ = writeln!(
-            o,
-            "ringcast_handshake_failures_total{{status=\"{s}\"}} {}",
-            sum(cores, |c| c.handshake_failures[i].get())
-        );
-    }
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_messages_in_total",
-        "counter",
         "WebSocket data messages received from clients.",
         |c| &c.messages_in,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_bytes_in_total",
-        "counter",
         "Bytes read from client sockets.",
         |c| &c.bytes_in,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_frames_out_total",
-        "counter",
         "Frames fully written to client sockets.",
         |c| &c.frames_out,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_bytes_out_total",
-        "counter",
         "Bytes written to client sockets.",
         |c| &c.bytes_out,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_write_calls_total",
-        "counter",
         "Write system calls (each carries every frame pending for one connection).",
         |c| &c.write_calls,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_published_total",
-        "counter",
         "Messages published (WebSocket or POST).",
         |c| &c.published,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_frames_encoded_total",
-        "counter",
-        "Server frames encoded for publishing: one per published message, shared by every subscriber.",
+        "Messages given a position and fanned out: each is encoded once per encoding in use, shared by every subscriber.",
         |c| &c.frames_encoded,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_frames_queued_total",
-        "counter",
         "Fan-out deliveries queued to subscribers.",
         |c| &c.frames_queued,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_cross_core_batches_total",
-        "counter",
-        "Batches of published frames handed to another worker.",
+        "Batches handed to another worker (messages, publications for a topic's owner, replays).",
         |c| &c.cross_core_batches,
     );
-    header(
-        &mut o,
+    o.header(
         "ringcast_messages_dropped_total",
         "counter",
         "Messages not delivered, by reason.",
     );
-    let _ = writeln!(
-        o,
-        "ringcast_messages_dropped_total{{reason=\"slow_consumer\"}} {}",
-        sum(cores, |c| c.dropped_slow_consumer.get())
+    let v = o.sum(|c| c.dropped_slow_consumer.get());
+    o.labelled(
+        "ringcast_messages_dropped_total",
+        "reason",
+        "slow_consumer",
+        v,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_slow_consumer_closed_total",
-        "counter",
         "Connections failed with 1008 slow consumer.",
         |c| &c.slow_consumer_closed,
     );
-    header(
-        &mut o,
-        "ringcast_close_sent_total",
-        "counter",
-        "Close frames sent, by code.",
-    );
-    for slot in 0..CLOSE_SLOTS {
-        let v = sum(cores, |c| c.close_sent[slot].get());
-        if v > 0 {
-            let _ = writeln!(
-                o,
-                "ringcast_close_sent_total{{code=\"{}\"}} {v}",
-                close_slot_label(slot)
-            );
+    for (name, help, sent) in [
+        (
+            "ringcast_close_sent_total",
+            "Close frames sent, by code.",
+            true,
+        ),
+        (
+            "ringcast_close_received_total",
+            "Close frames received, by code (1005: no code).",
+            false,
+        ),
+    ] {
+        o.header(name, "counter", help);
+        for slot in 0..CLOSE_SLOTS {
+            let v = o.sum(|c| {
+                if sent {
+                    c.close_sent[slot].get()
+                } else {
+                    c.close_received[slot].get()
+                }
+            });
+            if v > 0 {
+                o.labelled(name, "code", &close_slot_label(slot), v);
+            }
         }
     }
-    header(
-        &mut o,
-        "ringcast_close_received_total",
-        "counter",
-        "Close frames received, by code (1005: no code).",
-    );
-    for slot in 0..CLOSE_SLOTS {
-        let v = sum(cores, |c| c.close_received[slot].get());
-        if v > 0 {
-            let _ = writeln!(
-                o,
-                "ringcast_close_received_total{{code=\"{}\"}} {v}",
-                close_slot_label(slot)
-            );
-        }
-    }
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_abnormal_closures_total",
-        "counter",
         "WebSockets that ended without a close handshake (1006, local only).",
         |c| &c.abnormal_closures,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_idle_timeouts_total",
-        "counter",
         "WebSockets terminated for no traffic within --idle-timeout.",
         |c| &c.idle_timeouts,
     );
-    scalar(
-        &mut o,
-        cores,
+    o.counter(
         "ringcast_close_timeouts_total",
-        "counter",
         "Connections force-closed after --close-timeout.",
         |c| &c.close_timeouts,
     );
-    header(
-        &mut o,
+    o.gauge(
         "ringcast_buffered_bytes",
-        "gauge",
         "Outgoing bytes queued or in flight, all connections.",
+        |c| &c.buffered_bytes,
     );
-    let _ = writeln!(
-        o,
-        "ringcast_buffered_bytes {}",
-        sum(cores, |c| c.buffered_bytes.get())
-    );
-    header(
-        &mut o,
+    o.header(
         "ringcast_max_connection_buffered_bytes",
         "gauge",
         "Largest per-connection buffered amount at the last sweep.",
     );
-    let _ = writeln!(
-        o,
-        "ringcast_max_connection_buffered_bytes {}",
-        cores
-            .iter()
-            .map(|c| c.max_conn_buffered.get())
-            .max()
-            .unwrap_or(0)
-    );
-    header(
-        &mut o,
+    let max = cores
+        .iter()
+        .map(|c| c.max_conn_buffered.get())
+        .max()
+        .unwrap_or(0);
+    o.value("ringcast_max_connection_buffered_bytes", max);
+    o.gauge(
         "ringcast_topics",
-        "gauge",
-        "Topics with local subscribers or publishers, summed over workers.",
+        "Topics held by workers (local subscribers, publishers, or history on the owner), summed over workers.",
+        |c| &c.topics,
     );
-    let _ = writeln!(o, "ringcast_topics {}", sum(cores, |c| c.topics.get()));
-    header(
-        &mut o,
+    o.gauge(
+        "ringcast_history_messages",
+        "Messages retained for resume, all topics.",
+        |c| &c.history_messages,
+    );
+    o.gauge(
+        "ringcast_history_bytes",
+        "Bytes charged for retained messages (bounded by --history-memory).",
+        |c| &c.history_bytes,
+    );
+    o.family(
+        (
+            "ringcast_history_evicted_total",
+            "counter",
+            "Retained messages dropped, by the limit that dropped them.",
+        ),
+        "reason",
+        &Eviction::ALL,
+        |e| e.label().into(),
+        |c, e| c.history_evicted[e as usize].get(),
+    );
+    o.family(
+        (
+            "ringcast_resumes_total",
+            "counter",
+            "Subscriptions that asked for history (?since= or ?last=), by outcome.",
+        ),
+        "outcome",
+        &ResumeOutcome::ALL,
+        |e| e.label().into(),
+        |c, e| c.resumes[e as usize].get(),
+    );
+    o.counter(
+        "ringcast_replayed_total",
+        "Messages replayed from history to resuming subscribers.",
+        |c| &c.replayed,
+    );
+    o.histogram(
         "ringcast_publish_to_enqueue_seconds",
-        "histogram",
-        "Time from a publish being handed to another worker to its frames being queued to that worker's subscribers (local fan-out is queued synchronously within the publisher's read).",
+        "Time from a message being handed to another worker to its frames being queued to that worker's subscribers (local fan-out is queued synchronously).",
+        |c| &c.publish_to_enqueue,
     );
-    let mut cumulative = 0;
-    for (i, b) in LATENCY_BOUNDS_US.iter().enumerate() {
-        cumulative += sum(cores, |c| c.publish_to_enqueue.buckets[i].get());
-        let le = *b as f64 / 1e6;
-        let _ = writeln!(
-            o,
-            "ringcast_publish_to_enqueue_seconds_bucket{{le=\"{le}\"}} {cumulative}"
-        );
-    }
-    cumulative += sum(cores, |c| {
-        c.publish_to_enqueue.buckets[LATENCY_BOUNDS_US.len()].get()
-    });
-    let _ = writeln!(
-        o,
-        "ringcast_publish_to_enqueue_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-    );
-    let _ = writeln!(
-        o,
-        "ringcast_publish_to_enqueue_seconds_sum {}",
-        sum(cores, |c| c.publish_to_enqueue.sum_us.get()) as f64 / 1e6
-    );
-    let _ = writeln!(
-        o,
-        "ringcast_publish_to_enqueue_seconds_count {}",
-        sum(cores, |c| c.publish_to_enqueue.count.get())
-    );
-    o
+    o.o
 }

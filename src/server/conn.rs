@@ -1,42 +1,17 @@
 //! Per-connection state, kept small: an idle connection owns no read buffer and no heap
-//! memory beyond its (empty) queue; only a partial frame lives in its decoder.
+//! memory beyond its (empty) queue; only a partial frame lives in its decoder. The fields
+//! are data; how they change is the state machine in `lifecycle.rs`.
 
 use std::os::fd::RawFd;
 
 use crate::proto::Decoder;
-use crate::pubsub::TopicId;
+use crate::pubsub::{Encoding, TopicId};
+use crate::role::Role;
 
-use super::input::HttpState;
+use super::http_state::HttpState;
 use super::outqueue::OutQueue;
 
-/// What the connection turned out to be.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Before the request is routed, and for plain HTTP requests.
-    Http,
-    Echo,
-    Sub,
-    Pub,
-    PubSub,
-}
-
-impl Kind {
-    pub fn is_websocket(self) -> bool {
-        !matches!(self, Kind::Http)
-    }
-
-    pub fn metrics_index(self) -> usize {
-        match self {
-            Kind::Sub => 0,
-            Kind::Pub => 1,
-            Kind::PubSub => 2,
-            Kind::Echo => 3,
-            Kind::Http => 4,
-        }
-    }
-}
-
-/// Where the connection is in its life.
+/// Where the connection is in its life (transitions: `lifecycle.rs`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     /// Reading an HTTP request (or serving keep-alive HTTP).
@@ -51,6 +26,7 @@ pub enum State {
 
 /// Bit flags (two bytes keep `Conn` small).
 pub mod flag {
+    /// The flag word.
     pub type Flags = u16;
     /// In the core's dirty list, waiting for the flush pass.
     pub const DIRTY: Flags = 1;
@@ -72,18 +48,31 @@ pub mod flag {
     pub const CLOSE_NOTIFY: Flags = 1 << 8;
     /// Frames were queued since the sweeper last looked (it frees an idle queue's ring).
     pub const ACTIVE: Flags = 1 << 9;
+    /// Input is not read: the queue holds more than `--max-buffered` of the connection's
+    /// own frames (backpressure on a client that sends without reading).
+    pub const READ_PAUSED: Flags = 1 << 10;
+    /// A `POST` waits for its publication's position before it is answered.
+    pub const AWAIT_ACK: Flags = 1 << 11;
 }
 
+/// No topic.
 pub const NO_TOPIC: TopicId = TopicId::MAX;
 
+/// One connection.
 #[derive(Debug)]
 pub struct Conn {
     /// The socket; owned by the connection, closed when it is removed.
     pub fd: RawFd,
-    /// Told apart from earlier connections that used the same slab key (epoll tokens).
+    /// Told apart from earlier connections that used the same slab key (epoll tokens,
+    /// replies from other workers).
     pub generation: u32,
-    pub kind: Kind,
+    /// What it is for (`Http` until it upgrades).
+    pub role: Role,
+    /// Where it is in its life.
     pub state: State,
+    /// How a subscriber wants messages framed.
+    pub encoding: Encoding,
+    /// `flag::*`.
     pub flags: flag::Flags,
     /// Coarse time (ms since the worker started) of the last bytes received.
     pub last_rx: u32,
@@ -91,48 +80,52 @@ pub struct Conn {
     pub deadline: u32,
     /// The topic a publisher publishes to.
     pub pub_topic: TopicId,
+    /// Outgoing frames.
     pub out: OutQueue,
+    /// The WebSocket decoder (open connections only).
     pub decoder: Option<Decoder>,
     /// Topics a subscriber is registered on.
-    pub topics: Vec<TopicId>,
+    pub topics: Box<[TopicId]>,
     /// Request bytes and a pending POST body, while the connection speaks HTTP.
     pub http: Option<Box<HttpState>>,
-    /// Messages dropped for this subscriber under `--slow-consumer drop`.
-    pub dropped: u64,
     /// The TLS session, on a `wss://` listener.
     pub tls: Option<Box<rustls::ServerConnection>>,
 }
 
 impl Conn {
+    /// A new connection from `accept`, with its handshake deadline.
     pub fn new(fd: RawFd, generation: u32, now: u32, handshake_deadline: u32) -> Self {
         Conn {
             fd,
             generation,
-            kind: Kind::Http,
+            role: Role::Http,
             state: State::Http,
+            encoding: Encoding::Raw,
             flags: 0,
             last_rx: now,
             deadline: handshake_deadline,
             pub_topic: NO_TOPIC,
             out: OutQueue::default(),
             decoder: None,
-            topics: Vec::new(),
+            topics: Box::default(),
             http: None,
-            dropped: 0,
             tls: None,
         }
     }
 
+    /// Whether flag `f` is set.
     #[inline]
     pub fn has(&self, f: flag::Flags) -> bool {
         self.flags & f != 0
     }
 
+    /// Set flag `f`.
     #[inline]
     pub fn set(&mut self, f: flag::Flags) {
         self.flags |= f;
     }
 
+    /// Clear flag `f`.
     #[inline]
     pub fn clear(&mut self, f: flag::Flags) {
         self.flags &= !f;

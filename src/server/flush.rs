@@ -1,15 +1,16 @@
 //! The flush cycle: one task per worker writes, for every connection that had frames
-//! queued since its last pass, everything pending in one `sendmsg`. Frames that become
-//! ready while a pass runs are gathered for the next one, so a busy worker sends fewer,
-//! fuller writes instead of one per message; nothing waits on a timer (TCP_NODELAY stays
-//! on, coalescing happens in user space).
+//! queued since its last pass, everything pending (`write.rs`). Frames that become ready
+//! while a pass runs are gathered for the next one, so a busy worker sends fewer, fuller
+//! writes instead of one per message; nothing waits on a timer (TCP_NODELAY stays on,
+//! coalescing happens in user space).
 
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::Poll;
 
-use super::core::Shared;
+use super::state::Shared;
 
+/// Run the flush cycle until the runtime stops.
 pub async fn flusher(sh: Rc<Shared>) {
     let mut batch: Vec<u32> = Vec::new();
     loop {

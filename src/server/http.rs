@@ -1,183 +1,329 @@
-//! Routing of HTTP requests to the contract's endpoints, and the plain-HTTP answers
-//! (`/healthz`, `/metrics`, `POST /pub/{topic}`). The request bytes are parsed by
-//! `proto::handshake`; this module decides what they mean.
+//! A connection that speaks HTTP: its request heads are parsed (`proto::handshake`),
+//! routed (`router.rs`) and answered — `/healthz`, `/metrics`, `POST /pub/{topic}`, errors —
+//! or upgraded (`upgrade.rs`). Heads are limited by `--max-header-bytes`; a body is read by
+//! its `Content-Length` (at most `--max-payload`); pipelined requests are answered in order;
+//! `Connection: close` and HTTP/1.0 are honoured.
+//!
+//! A `POST` is answered once its publication has a position: at once when this worker owns
+//! the topic, else when the owner's acknowledgement arrives ([`on_ack`]); requests behind
+//! it wait.
 
-use crate::proto::handshake::{HttpError, Method, RequestHead, check_upgrade};
-use crate::proto::topic::{parse_topic, parse_topic_list};
+use std::sync::atomic::Ordering;
 
-use super::conn::Kind;
+use bytes::Bytes;
 
-/// What a request asks for.
-#[derive(Debug)]
-pub enum Route {
-    /// A WebSocket upgrade: `accept` is the `Sec-WebSocket-Accept` value.
-    Upgrade {
-        kind: Kind,
-        topics: Vec<String>,
-        accept: String,
-    },
-    Healthz,
-    Metrics,
-    /// `POST /pub/{topic}`: publish the body.
-    Post {
-        topic: String,
-        text: bool,
-    },
-    /// An HTTP error answer, with extra headers.
-    Error {
-        err: HttpError,
-        extra: &'static [(&'static str, &'static str)],
-    },
+use crate::metrics::Reject;
+use crate::metrics::render::Globals;
+use crate::proto::OpCode;
+use crate::proto::encode::server_frame;
+use crate::proto::handshake::{self, RequestHead};
+use crate::pubsub::{AckTo, Origin, Position, Publication, PublishFailed};
+
+use super::conn::{State, flag};
+use super::conns::ms;
+use super::http_state::{HttpState, PendingPost, PostAnswer};
+use super::input::Step;
+use super::lifecycle::deadline_in;
+use super::router::{Route, route};
+use super::state::{Core, Shared};
+use super::{upgrade, ws};
+
+/// A new connection past the connection limit: answer 503 and close.
+pub fn reject(sh: &Shared, core: &mut Core, key: u32) {
+    sh.metrics.reject(Reject::MaxConnections);
+    respond_error(sh, core, key, 503, "too many connections", &[]);
 }
 
-const ALLOW_GET: &[(&str, &str)] = &[("Allow", "GET")];
-const ALLOW_GET_POST: &[(&str, &str)] = &[("Allow", "GET, POST")];
-const VERSION_13: &[(&str, &str)] = &[("Sec-WebSocket-Version", "13")];
-
-fn err(status: u16, reason: &'static str) -> Route {
-    Route::Error {
-        err: HttpError { status, reason },
-        extra: &[],
-    }
+/// Bytes for a connection still speaking HTTP.
+pub fn input(sh: &Shared, core: &mut Core, key: u32, http: &mut HttpState, data: &[u8]) -> Step {
+    http.buf.extend_from_slice(data);
+    process(sh, core, key, http);
+    Step::Continue
 }
 
-fn method_not_allowed(allow: &'static [(&'static str, &'static str)]) -> Route {
-    Route::Error {
-        err: HttpError {
-            status: 405,
-            reason: "method not allowed",
-        },
-        extra: allow,
-    }
-}
-
-/// Decide what `head` asks for. `allowed_origins`: `None` allows every origin.
-pub fn route(head: &RequestHead, allowed_origins: Option<&[String]>) -> Route {
-    let path = head.path.split('?').next().unwrap_or("");
-    let method = head.method.unwrap_or(Method::Other);
-    let (kind, rest) = if let Some(r) = path.strip_prefix("/sub/") {
-        (Kind::Sub, r)
-    } else if let Some(r) = path.strip_prefix("/pubsub/") {
-        (Kind::PubSub, r)
-    } else if let Some(r) = path.strip_prefix("/pub/") {
-        (Kind::Pub, r)
-    } else if path == "/echo" {
-        (Kind::Echo, "")
-    } else if path == "/healthz" || path == "/metrics" {
-        if method != Method::Get {
-            return method_not_allowed(ALLOW_GET);
+/// Handle every complete request in the buffer, in order.
+fn process(sh: &Shared, core: &mut Core, key: u32, http: &mut HttpState) {
+    let cfg = sh.cfg();
+    loop {
+        if core.conns.get(key).map(|c| c.state) != Some(State::Http) {
+            // Answering with a close, or upgraded (the rest went to the decoder).
+            http.buf = Vec::new();
+            return;
         }
-        return if path == "/healthz" {
-            Route::Healthz
-        } else {
-            Route::Metrics
+        if http.awaiting.is_some() {
+            // A POST waits for its position; what follows waits for it. Stop reading once
+            // a head's worth is buffered behind it.
+            if http.buf.len() > cfg.max_header_bytes {
+                core.conns.set_reading(key, false);
+            }
+            return;
+        }
+        if let Some(post) = &http.post {
+            let need = post.head.head_len + post.len;
+            if http.buf.len() < need {
+                return;
+            }
+            if let Some(post) = http.post.take() {
+                let buf = std::mem::take(&mut http.buf);
+                let body = buf.get(post.head.head_len..need).unwrap_or_default();
+                handle_post(sh, core, key, http, &post, body);
+                http.buf = buf;
+            }
+            http.buf.drain(..need);
+            continue;
+        }
+        if http.buf.is_empty() {
+            return;
+        }
+        let head = match handshake::parse_request(&http.buf, cfg.max_header_bytes) {
+            Ok(Some(h)) => h,
+            Ok(None) => return,
+            Err(e) => {
+                respond_error(sh, core, key, e.status, e.reason, &[]);
+                return;
+            }
         };
+        match route(&head, cfg.allowed_origins.as_deref()) {
+            Route::Error { err, extra } => {
+                respond_error(sh, core, key, err.status, err.reason, extra);
+            }
+            Route::Healthz => {
+                let draining = sh.global.draining.load(Ordering::Relaxed);
+                let (status, body) = if draining {
+                    (503, &b"draining\n"[..])
+                } else {
+                    (200, &b"ok\n"[..])
+                };
+                respond(sh, core, key, &head, status, "text/plain", body);
+                http.buf.drain(..head.head_len);
+            }
+            Route::Metrics => {
+                let body = crate::metrics::render::render(
+                    crate::metrics::cores(),
+                    Globals {
+                        workers: cfg.workers,
+                        draining: sh.global.draining.load(Ordering::Relaxed),
+                    },
+                );
+                respond(
+                    sh,
+                    core,
+                    key,
+                    &head,
+                    200,
+                    "text/plain; version=0.0.4",
+                    body.as_bytes(),
+                );
+                http.buf.drain(..head.head_len);
+            }
+            Route::Post { topic, text } => {
+                if head.chunked {
+                    respond_error(sh, core, key, 411, "send the body with Content-Length", &[]);
+                    return;
+                }
+                let Some(len) = head.content_length else {
+                    respond_error(sh, core, key, 411, "Content-Length required", &[]);
+                    return;
+                };
+                if len > cfg.max_payload as u64 {
+                    respond_error(sh, core, key, 413, "body larger than --max-payload", &[]);
+                    return;
+                }
+                http.post = Some(PendingPost {
+                    head,
+                    topic,
+                    text,
+                    len: len as usize,
+                });
+            }
+            Route::Upgrade {
+                role,
+                topics,
+                accept,
+            } => {
+                if let Err(e) = upgrade::upgrade(sh, core, key, role, &topics, &accept, &head) {
+                    respond_error(sh, core, key, e.status, e.reason, &[]);
+                    return;
+                }
+                // Frames the client sent right behind its request.
+                if http.buf.len() > head.head_len {
+                    let mut rest = http.buf.split_off(head.head_len);
+                    ws::input(sh, core, key, &mut rest);
+                }
+                http.buf = Vec::new();
+                return;
+            }
+        }
+    }
+}
+
+/// A plain answer; the connection stays open for the next request unless the request
+/// asked to close (or spoke HTTP/1.0 without keep-alive).
+fn respond(
+    sh: &Shared,
+    core: &mut Core,
+    key: u32,
+    head: &RequestHead,
+    status: u16,
+    ctype: &str,
+    body: &[u8],
+) {
+    answer(sh, core, key, !head.keep_alive(), status, ctype, body);
+}
+
+fn answer(
+    sh: &Shared,
+    core: &mut Core,
+    key: u32,
+    close: bool,
+    status: u16,
+    ctype: &str,
+    body: &[u8],
+) {
+    let resp = handshake::response(status, ctype, body, !close);
+    core.conns.enqueue(key, Bytes::from(resp));
+    if close {
+        core.conns.finish_http(key);
     } else {
-        return err(404, "not found");
-    };
-
-    let topics: Vec<String> = match kind {
-        Kind::Sub => match parse_topic_list(rest) {
-            Ok(t) => t.into_iter().map(String::from).collect(),
-            Err(e) => return err(400, e),
-        },
-        Kind::Pub | Kind::PubSub => match parse_topic(rest) {
-            Ok(t) => vec![t.to_string()],
-            Err(e) => return err(400, e),
-        },
-        _ => Vec::new(),
-    };
-
-    match (kind, method) {
-        (Kind::Pub, Method::Post) => {
-            let text = head.content_type.as_deref().is_some_and(is_text_type);
-            return Route::Post {
-                topic: topics.into_iter().next().unwrap_or_default(),
-                text,
-            };
+        let deadline = deadline_in(core.conns.now, ms(sh.cfg().handshake_timeout));
+        if let Some(c) = core.conns.get_mut(key) {
+            c.answered(deadline);
         }
-        (Kind::Pub, Method::Get) | (_, Method::Get) => {}
-        (Kind::Pub, _) => return method_not_allowed(ALLOW_GET_POST),
-        _ => return method_not_allowed(ALLOW_GET),
     }
+}
 
-    let accept = match check_upgrade(head) {
-        Ok(a) => a,
-        Err(e) if e.status == 426 => {
-            return Route::Error {
-                err: e,
-                extra: VERSION_13,
-            };
+/// An error answer, then the §7.1.7 drain (the client reads it all before our FIN).
+pub fn respond_error(
+    sh: &Shared,
+    core: &mut Core,
+    key: u32,
+    status: u16,
+    reason: &str,
+    extra: &[(&str, &str)],
+) {
+    sh.metrics.handshake_failure(status);
+    let resp = handshake::error_response(status, reason, extra);
+    core.conns.enqueue(key, Bytes::from(resp));
+    core.conns.finish_http(key);
+}
+
+fn handle_post(
+    sh: &Shared,
+    core: &mut Core,
+    key: u32,
+    http: &mut HttpState,
+    post: &PendingPost,
+    body: &[u8],
+) {
+    if post.text && std::str::from_utf8(body).is_err() {
+        respond_error(sh, core, key, 400, "text body is not valid UTF-8", &[]);
+        return;
+    }
+    let opcode = if post.text {
+        OpCode::Text
+    } else {
+        OpCode::Binary
+    };
+    let Some(generation) = core.conns.get(key).map(|c| c.generation) else {
+        return;
+    };
+    let reply = PostAnswer {
+        json: post.head.wants_json(),
+        close: !post.head.keep_alive(),
+    };
+    let Core { conns, pubsub, .. } = core;
+    let id = pubsub.topics.publisher(&post.topic);
+    let Some(topic) = pubsub.topics.get(id).map(|t| t.shared.clone()) else {
+        return;
+    };
+    let p = Publication {
+        topic,
+        opcode,
+        raw: server_frame(opcode, body),
+        origin: Origin::Worker(sh.id as u16),
+        ack: Some(AckTo {
+            worker: sh.id as u16,
+            conn: key,
+            generation,
+        }),
+    };
+    let pos = pubsub.publish(conns, p);
+    pubsub.topics.release_publisher(id);
+    match pos {
+        Some(pos) => answer_post(sh, core, key, &post.topic, reply, Ok(pos)),
+        None => {
+            http.awaiting = Some((post.topic.clone(), reply));
+            if let Some(c) = core.conns.get_mut(key) {
+                c.set(flag::AWAIT_ACK);
+            }
         }
+    }
+}
+
+fn answer_post(
+    sh: &Shared,
+    core: &mut Core,
+    key: u32,
+    topic: &str,
+    reply: PostAnswer,
+    result: Result<Position, PublishFailed>,
+) {
+    match result {
+        Ok(pos) if reply.json => {
+            let body = format!(
+                "{{\"topic\":\"{topic}\",\"epoch\":\"{}\",\"seq\":{}}}\n",
+                pos.epoch, pos.seq
+            );
+            answer(
+                sh,
+                core,
+                key,
+                reply.close,
+                200,
+                "application/json",
+                body.as_bytes(),
+            );
+        }
+        Ok(_) => answer(
+            sh,
+            core,
+            key,
+            reply.close,
+            200,
+            "text/plain",
+            b"published\n",
+        ),
         Err(e) => {
-            return Route::Error { err: e, extra: &[] };
+            let reason = match e {
+                PublishFailed::Unavailable => "cluster unavailable",
+            };
+            respond_error(sh, core, key, 503, reason, &[]);
         }
+    }
+}
+
+/// The position of a `POST`'s publication arrived: answer it, then handle the requests
+/// pipelined behind it.
+pub fn on_ack(sh: &Shared, core: &mut Core, to: AckTo, result: Result<Position, PublishFailed>) {
+    let key = to.conn;
+    let Some(c) = core.conns.get_gen_mut(key, to.generation) else {
+        return;
     };
-    if let Some(allowed) = allowed_origins {
-        let ok = head
-            .origin
-            .as_deref()
-            .is_some_and(|o| allowed.iter().any(|a| a.eq_ignore_ascii_case(o)));
-        if !ok {
-            return err(403, "origin not allowed");
-        }
+    if !c.has(flag::AWAIT_ACK) {
+        return;
     }
-    Route::Upgrade {
-        kind,
-        topics,
-        accept,
+    c.clear(flag::AWAIT_ACK);
+    let Some(mut http) = c.http.take() else {
+        return;
+    };
+    core.conns.set_reading(key, true);
+    if let Some((topic, reply)) = http.awaiting.take() {
+        answer_post(sh, core, key, &topic, reply, result);
     }
-}
-
-/// `text/*` and `application/json` publish text messages; anything else binary.
-fn is_text_type(ct: &str) -> bool {
-    let essence = ct
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    essence.starts_with("text/") || essence == "application/json"
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn head(method: Method, path: &str) -> RequestHead {
-        RequestHead {
-            method: Some(method),
-            path: path.into(),
-            ..Default::default()
-        }
-    }
-
-    #[test]
-    fn routes() {
-        assert!(
-            matches!(route(&head(Method::Get, "/nope"), None), Route::Error { err, .. } if err.status == 404)
-        );
-        assert!(
-            matches!(route(&head(Method::Post, "/sub/a"), None), Route::Error { err, .. } if err.status == 405)
-        );
-        assert!(
-            matches!(route(&head(Method::Other, "/pub/a"), None), Route::Error { err, .. } if err.status == 405)
-        );
-        assert!(
-            matches!(route(&head(Method::Get, "/sub/a%20b"), None), Route::Error { err, .. } if err.status == 400)
-        );
-        assert!(matches!(
-            route(&head(Method::Get, "/healthz"), None),
-            Route::Healthz
-        ));
-        assert!(matches!(
-            route(&head(Method::Get, "/metrics?x=1"), None),
-            Route::Metrics
-        ));
-        let mut h = head(Method::Post, "/pub/t");
-        h.content_type = Some("application/json; charset=utf-8".into());
-        assert!(matches!(route(&h, None), Route::Post { text: true, .. }));
-        h.content_type = Some("application/octet-stream".into());
-        assert!(matches!(route(&h, None), Route::Post { text: false, .. }));
+    process(sh, core, key, &mut http);
+    if let Some(c) = core.conns.get_mut(key)
+        && c.state == State::Http
+    {
+        c.http = Some(http);
     }
 }

@@ -3,21 +3,47 @@
 //!
 //! Owns: sockets, buffers, timers and threads. Must not: parse WebSocket frames or HTTP
 //! itself (that is `proto`), or decide who receives a message (that is `pubsub`).
+//!
+//! Where things are:
+//! - the connection: `conn.rs` (its fields), `lifecycle.rs` (its state machine and
+//!   deadlines), `conns.rs` (the table: queueing, closing, the `--max-buffered` policy),
+//!   `finish.rs` (how it ends), `outqueue.rs` (its outgoing frames);
+//! - the read path: `readiness.rs` (the loop) → `input.rs` (read, TLS) → `http.rs` +
+//!   `router.rs` + `upgrade.rs` (HTTP, routing, the upgrade) or `ws.rs` (WebSocket input);
+//! - the write path: `flush.rs` (the cycle) → `write.rs` (plain, TLS, batched sends, FINs)
+//!   → `sendring.rs` (the io_uring batch);
+//! - across workers: `handoff.rs` (out), `inbox.rs` (in);
+//! - tasks and threads: `worker.rs`, `accept.rs`, `sweep.rs`, `drain.rs`;
+//! - state types: `state.rs`, `http_state.rs`, `poller.rs`; system calls: `sys.rs`;
+//!   `listen.rs`, `tls.rs`, `sizing.rs`.
 
+pub mod accept;
 pub mod conn;
-pub mod core;
+pub mod conns;
+pub mod drain;
+pub mod finish;
 pub mod flush;
+pub mod handoff;
 pub mod http;
+pub mod http_state;
+pub mod inbox;
 pub mod input;
+pub mod lifecycle;
 pub mod listen;
 pub mod outqueue;
 pub mod poller;
+pub mod readiness;
+pub mod router;
 pub mod sendring;
 pub mod sizing;
+pub mod state;
 pub mod sweep;
 pub mod sys;
 pub mod tls;
+pub mod upgrade;
 pub mod worker;
+pub mod write;
+pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,8 +55,9 @@ use crate::metrics::{self, CoreMetrics};
 use crate::proto::encode::server_close_frame;
 use crate::pubsub::Bus;
 
-use self::core::Global;
-use self::worker::{Control, DrainReport, WorkerArgs};
+use self::drain::DrainReport;
+use self::state::Global;
+use self::worker::{Control, WorkerArgs};
 
 /// Why the server did not start.
 #[derive(Debug)]

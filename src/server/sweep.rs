@@ -1,20 +1,23 @@
 //! The per-worker sweeper: one timer for all connections instead of one per connection.
-//! Each tick it enforces the handshake deadline (slowloris), pings quiet WebSockets at half
-//! the idle timeout and terminates those silent for all of it, and force-closes connections
-//! whose close handshake outlived `--close-timeout`. It also frees the queue memory of
-//! connections that were sent nothing for a tick (an idle connection owns no heap).
+//! Each tick it applies the deadlines `lifecycle::Conn::expiry` reports (handshake
+//! timeout, idle ping and termination, close timeout), frees the queue memory of
+//! connections that were sent nothing for a tick (an idle connection owns no heap), and
+//! once a second expires history (`--history-ttl`) and hands freed memory back to the OS.
 
 use std::rc::Rc;
 use std::sync::LazyLock;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::metrics::Reject;
 use crate::proto::OpCode;
 use crate::proto::encode::server_frame;
 
-use super::conn::{State, flag};
-use super::core::{Shared, ms};
+use super::conn::flag;
+use super::conns::ms;
+use super::lifecycle::Expiry;
+use super::state::Shared;
 
 /// One empty ping frame, shared by every connection.
 static PING: LazyLock<Bytes> = LazyLock::new(|| server_frame(OpCode::Ping, &[]));
@@ -29,17 +32,15 @@ pub fn tick(sh: &Shared) -> Duration {
     (shortest / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
 }
 
-/// `a` is at or past `b` on the wrapping millisecond clock.
-#[inline]
-pub fn reached(now: u32, deadline: u32) -> bool {
-    deadline != 0 && now.wrapping_sub(deadline) < u32::MAX / 2
-}
+/// How often a worker expires history and hands freed memory back to the OS.
+const HOUSEKEEPING_EVERY_MS: u32 = 1_000;
 
+/// Run the sweeper until the runtime stops.
 pub async fn sweeper(sh: Rc<Shared>) {
     let tick = tick(&sh);
     let idle = ms(sh.cfg().idle_timeout);
     let mut expired: Vec<(u32, Expiry)> = Vec::new();
-    let mut last_collect = 0u32;
+    let mut last_housekeeping = 0u32;
     loop {
         monoio::time::sleep(tick).await;
         let now = sh.now_ms();
@@ -54,36 +55,23 @@ pub async fn sweeper(sh: Rc<Shared>) {
             } else {
                 c.out.release_if_empty();
             }
-            if c.is_dead() {
-                continue;
-            }
-            match c.state {
-                State::Http if reached(now, c.deadline) => {
-                    expired.push((key as u32, Expiry::Handshake));
-                }
-                State::Open if idle > 0 => {
-                    let quiet = now.wrapping_sub(c.last_rx);
-                    if quiet >= idle {
-                        expired.push((key as u32, Expiry::Idle));
-                    } else if quiet >= idle / 2 && !c.has(flag::PING_OUT) {
-                        expired.push((key as u32, Expiry::Ping));
-                    }
-                }
-                State::Closing if reached(now, c.deadline) => {
-                    expired.push((key as u32, Expiry::Close));
-                }
-                _ => {}
+            if let Some(e) = c.expiry(now, idle) {
+                expired.push((key as u32, e));
             }
         }
         sh.metrics.max_conn_buffered.set(max_buffered as u64);
-        if now.wrapping_sub(last_collect) >= COLLECT_EVERY_MS {
-            last_collect = now;
+        if now.wrapping_sub(last_housekeeping) >= HOUSEKEEPING_EVERY_MS {
+            last_housekeeping = now;
+            let (messages, bytes) = core.pubsub.sweep(Instant::now());
+            sh.metrics.history_messages.set(messages as u64);
+            sh.metrics.history_bytes.set(bytes as u64);
+            sh.metrics.topics.set(core.pubsub.topics.len() as u64);
             collect_freed_memory();
         }
         for (key, what) in expired.drain(..) {
             match what {
                 Expiry::Handshake => {
-                    sh.metrics.rejected[2].inc();
+                    sh.metrics.reject(Reject::HandshakeTimeout);
                     core.conns.kill(key);
                 }
                 Expiry::Idle => {
@@ -105,9 +93,6 @@ pub async fn sweeper(sh: Rc<Shared>) {
     }
 }
 
-/// How often a worker hands freed memory back to the OS.
-const COLLECT_EVERY_MS: u32 = 1_000;
-
 /// Return this thread's freed allocator pages to the OS. mimalloc purges freed pages
 /// lazily, from its allocation slow path; a worker that turned idle (its handshake
 /// buffers freed, no more allocations) would keep them resident for ever. Measured: 10,000
@@ -115,12 +100,4 @@ const COLLECT_EVERY_MS: u32 = 1_000;
 fn collect_freed_memory() {
     // SAFETY: `mi_collect` has no preconditions; it only touches the calling thread's heap.
     unsafe { libmimalloc_sys::mi_collect(false) };
-}
-
-#[derive(Clone, Copy)]
-enum Expiry {
-    Handshake,
-    Idle,
-    Ping,
-    Close,
 }

@@ -1,0 +1,211 @@
+//! The routing unit: a published [`Message`] — topic, frame type, payload, position,
+//! origin — shared (`Arc`) by every worker, every subscriber queue and the history. Its
+//! wire encodings are built at most once each and cached on it: the raw server frame when
+//! it is published (it is the one copy of the payload: the payload is a slice of it), the
+//! `ringcast.v1` event frame the first time a v1 subscriber needs it. Every subscriber that
+//! wants the same encoding gets the same bytes.
+//!
+//! A [`Publication`] is a message before its owner gave it a position.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::proto::{OpCode, v1};
+
+use super::topic::Topic;
+
+/// How a subscriber wants messages framed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// The published payload byte for byte, in the published frame type.
+    Raw,
+    /// A `ringcast.v1` `msg` event: header line with the position, then the payload.
+    V1,
+}
+
+impl Encoding {
+    /// The label (metrics, logs).
+    pub fn label(self) -> &'static str {
+        match self {
+            Encoding::Raw => "raw",
+            Encoding::V1 => "ringcast.v1",
+        }
+    }
+}
+
+/// Where a message was published.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// On this node, by a connection of this worker.
+    Worker(u16),
+    /// Received from the cluster's stream.
+    Cluster,
+}
+
+/// A published message with its position.
+#[derive(Debug)]
+pub struct Message {
+    /// The topic.
+    pub topic: Arc<Topic>,
+    /// Text or binary.
+    pub opcode: OpCode,
+    /// The epoch of the position.
+    pub epoch: Arc<str>,
+    /// The sequence number within the epoch (per topic).
+    pub seq: u64,
+    /// Where it was published.
+    pub origin: Origin,
+    /// When its owner sequenced it (history TTL).
+    pub at: Instant,
+    /// The raw server frame: header, then the payload.
+    raw: Bytes,
+    v1: OnceLock<Bytes>,
+}
+
+impl Message {
+    /// A message from its publication, at position (`epoch`, `seq`).
+    pub fn new(p: Publication, epoch: Arc<str>, seq: u64, at: Instant) -> Self {
+        Message {
+            topic: p.topic,
+            opcode: p.opcode,
+            epoch,
+            seq,
+            origin: p.origin,
+            at,
+            raw: p.raw,
+            v1: OnceLock::new(),
+        }
+    }
+
+    /// The published payload.
+    pub fn payload(&self) -> &[u8] {
+        // The header length follows from the frame's own length field (the frame is
+        // well-formed by construction), so it is not stored.
+        let h = frame_header_len(&self.raw).unwrap_or(0);
+        self.raw.get(h..).unwrap_or_default()
+    }
+
+    /// The frame in `encoding`, built on first use and shared from then on.
+    #[inline]
+    pub fn frame(&self, encoding: Encoding) -> &Bytes {
+        match encoding {
+            Encoding::Raw => &self.raw,
+            Encoding::V1 => self.v1.get_or_init(|| {
+                v1::msg_frame(
+                    self.opcode,
+                    &self.topic.name,
+                    &self.epoch,
+                    self.seq,
+                    self.payload(),
+                )
+            }),
+        }
+    }
+
+    /// Bytes this message holds for its encodings (history accounting).
+    pub fn encoded_bytes(&self) -> usize {
+        self.raw.len() + self.v1.get().map_or(0, Bytes::len)
+    }
+}
+
+/// The header length of a well-formed unmasked server frame.
+fn frame_header_len(frame: &[u8]) -> Option<usize> {
+    match frame.get(1)? & 0x7F {
+        126 => Some(4),
+        127 => Some(10),
+        _ => Some(2),
+    }
+}
+
+/// Who is waiting for a publication's position (`POST` with a JSON answer, or a publisher
+/// the cluster must report to): worker, connection and its generation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AckTo {
+    /// The worker of the connection.
+    pub worker: u16,
+    /// The connection's key on that worker.
+    pub conn: u32,
+    /// The connection's generation (a reused key is not the same connection).
+    pub generation: u32,
+}
+
+/// A message on its way to its owner, which gives it a position.
+#[derive(Debug)]
+pub struct Publication {
+    /// The topic.
+    pub topic: Arc<Topic>,
+    /// Text or binary.
+    pub opcode: OpCode,
+    /// The raw server frame (encoded once, by the publishing worker).
+    pub raw: Bytes,
+    /// Where it was published.
+    pub origin: Origin,
+    /// Who waits for the position.
+    pub ack: Option<AckTo>,
+}
+
+/// A position: (epoch, seq).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Position {
+    /// The epoch.
+    pub epoch: Arc<str>,
+    /// The sequence number.
+    pub seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::encode::server_frame;
+    use crate::proto::v1::{ServerEvent, parse_event};
+    use crate::pubsub::topic::Interest;
+
+    fn msg(payload: &[u8]) -> Message {
+        let topic = Interest::new(1).get_or_create("t.x");
+        let p = Publication {
+            topic,
+            opcode: OpCode::Binary,
+            raw: server_frame(OpCode::Binary, payload),
+            origin: Origin::Worker(0),
+            ack: None,
+        };
+        Message::new(p, "E1".into(), 7, Instant::now())
+    }
+
+    #[test]
+    fn payload_is_a_slice_of_the_raw_frame_for_every_header_size() {
+        for n in [0usize, 1, 125, 126, 65_535, 65_536, 70_000] {
+            let payload: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
+            let m = msg(&payload);
+            assert_eq!(m.payload(), &payload[..], "{n}");
+            assert_eq!(
+                m.frame(Encoding::Raw),
+                &server_frame(OpCode::Binary, &payload)
+            );
+        }
+    }
+
+    #[test]
+    fn v1_encoding_is_built_once_and_shared() {
+        let m = msg(b"hello");
+        let a = m.frame(Encoding::V1).clone();
+        let b = m.frame(Encoding::V1).clone();
+        assert_eq!(a.as_ptr(), b.as_ptr(), "one encoding, shared");
+        let mut f = a.to_vec();
+        let h = 2;
+        assert_eq!(f[0], 0x82, "binary stays binary");
+        let body = f.split_off(h);
+        assert_eq!(
+            parse_event(&body),
+            Ok(ServerEvent::Msg {
+                topic: "t.x",
+                epoch: "E1",
+                seq: 7,
+                body: b"hello"
+            })
+        );
+        assert_eq!(m.encoded_bytes(), 7 + a.len());
+    }
+}

@@ -1,0 +1,134 @@
+//! An open WebSocket's input: frames are decoded (`proto::Decoder`), and each event acted
+//! on — a message is published (`/pub`, `/pubsub`), echoed (`/echo`) or refused (`/sub`:
+//! 1008); a ping is answered; a close frame is echoed and the close handshake begins; a
+//! protocol error fails the connection (RFC 6455 §7.1.7).
+
+use crate::metrics::close_slot;
+use crate::proto::encode::{server_close_frame, server_frame};
+use crate::proto::{Event, OpCode, Payload};
+use crate::pubsub::{Origin, Publication, TopicId};
+use crate::role::Role;
+
+use super::conn::{NO_TOPIC, State, flag};
+use super::outqueue::Frame;
+use super::state::{Core, Shared};
+
+/// Frames from an open WebSocket.
+pub fn input(sh: &Shared, core: &mut Core, key: u32, data: &mut [u8]) {
+    let Some(c) = core.conns.get_mut(key) else {
+        return;
+    };
+    let role = c.role;
+    let pub_topic = c.pub_topic;
+    let Some(mut dec) = c.decoder.take() else {
+        return;
+    };
+    let mut off = 0;
+    let mut open = true;
+    while off < data.len() && open {
+        let (n, ev) = match dec.decode(&mut data[off..]) {
+            Ok(r) => r,
+            Err(e) => {
+                core.conns.fail(key, e.code, e.reason, false);
+                return;
+            }
+        };
+        off += n;
+        let Some(ev) = ev else {
+            if n == 0 {
+                break;
+            }
+            continue;
+        };
+        open = on_event(sh, core, key, role, pub_topic, ev);
+    }
+    if open
+        && let Some(c) = core.conns.get_mut(key)
+        && c.state == State::Open
+    {
+        c.decoder = Some(dec);
+    }
+}
+
+/// One decoded event. Returns false once the connection stops processing input.
+fn on_event(
+    sh: &Shared,
+    core: &mut Core,
+    key: u32,
+    role: Role,
+    topic: TopicId,
+    ev: Event<'_>,
+) -> bool {
+    match ev {
+        Event::Text(p) => on_message(sh, core, key, role, topic, OpCode::Text, p),
+        Event::Binary(p) => on_message(sh, core, key, role, topic, OpCode::Binary, p),
+        Event::Ping(p) => {
+            core.conns.enqueue(key, server_frame(OpCode::Pong, p));
+            true
+        }
+        Event::Pong(_) => true,
+        Event::Close { code, .. } => {
+            let slot = close_slot(code.unwrap_or(1005));
+            sh.metrics.close_received[slot].inc();
+            if let Some(c) = core.conns.get_mut(key) {
+                c.set(flag::CLOSE_RECEIVED);
+            }
+            // Echo the code (RFC 6455 §5.5.1); an empty close is answered with an empty one.
+            let frame = match code {
+                Some(code) => server_close_frame(code, ""),
+                None => server_frame(OpCode::Close, &[]),
+            };
+            core.conns
+                .close_with(key, Frame::new(frame), code.unwrap_or(1005), false);
+            false
+        }
+    }
+}
+
+/// A complete data message from the client.
+fn on_message(
+    sh: &Shared,
+    core: &mut Core,
+    key: u32,
+    role: Role,
+    topic: TopicId,
+    opcode: OpCode,
+    p: Payload<'_>,
+) -> bool {
+    sh.metrics.messages_in.inc();
+    match role {
+        Role::Echo => {
+            core.conns.enqueue(key, server_frame(opcode, p.as_slice()));
+            true
+        }
+        Role::Pub | Role::PubSub => {
+            publish(sh, core, topic, opcode, p.as_slice());
+            true
+        }
+        Role::Sub | Role::Http => {
+            core.conns
+                .fail(key, 1008, "subscribers may not send messages", false);
+            false
+        }
+    }
+}
+
+/// Encode once (the raw frame is the message's one copy of the payload) and hand it to
+/// the topic's owner.
+fn publish(sh: &Shared, core: &mut Core, topic: TopicId, opcode: OpCode, payload: &[u8]) {
+    if topic == NO_TOPIC {
+        return;
+    }
+    let Core { conns, pubsub, .. } = core;
+    let Some(shared) = pubsub.topics.get(topic).map(|t| t.shared.clone()) else {
+        return;
+    };
+    let p = Publication {
+        topic: shared,
+        opcode,
+        raw: server_frame(opcode, payload),
+        origin: Origin::Worker(sh.id as u16),
+        ack: None,
+    };
+    pubsub.publish(conns, p);
+}
