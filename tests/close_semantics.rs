@@ -401,6 +401,32 @@ fn failed_connection_drains_until_close_timeout_then_closes() {
 }
 
 #[test]
+fn close_timeout_fires_within_ten_percent_of_its_time() {
+    // Before: the sweeper ticked at a quarter of the shortest timeout (capped at 1 s), so a
+    // 5 s close timeout fired at 6.0-6.1 s.
+    let srv = Server::start(1, &["--close-timeout", "5s"]);
+    let mut c = WsClient::connect(srv.addr(), "/echo");
+    c.send_raw(&patched(0xC1, b"rsv1"));
+    c.expect_close(1002);
+    let close_at = Instant::now();
+    c.expect_eof();
+    let junk = frame(OpCode::Text, b"still talking", true);
+    let mut failed_at = None;
+    while close_at.elapsed() < Duration::from_secs(8) {
+        if c.stream.write_all(&junk).is_err() {
+            failed_at = Some(close_at.elapsed());
+            break;
+        }
+        std::thread::sleep(ms(20));
+    }
+    let at = failed_at.expect("server never closed the socket");
+    assert!(
+        at >= ms(4_900) && at <= ms(5_500),
+        "closed {at:?} after the close frame, close timeout 5 s"
+    );
+}
+
+#[test]
 fn failed_connection_closes_at_client_eof_before_close_timeout() {
     let srv = Server::start(1, &["--close-timeout", "20s"]);
     let mut c = WsClient::connect(srv.addr(), "/echo");

@@ -250,3 +250,68 @@ fn second_signal_exits_at_once() {
         )
     });
 }
+
+#[test]
+fn a_drain_window_spreads_the_close_frames_and_healthz_fails_at_once() {
+    let mut srv = Server::start(2, &["--drain-window", "1s", "--shutdown-timeout", "5s"]);
+    let addr = srv.addr();
+    let mut http = tcp_connect(addr);
+    let req = format!("GET /healthz HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+    let mut buf = Vec::new();
+    http.write_all(req.as_bytes()).unwrap();
+    let r = read_http_response(&mut http, &mut buf, Instant::now() + STEP).expect("healthz");
+    assert_eq!(r.status, 200);
+    let n = 40;
+    let mut conns: Vec<WsClient> = (0..n).map(|_| WsClient::connect(addr, "/sub/d")).collect();
+    for c in &mut conns {
+        c.ping_barrier();
+    }
+    let start = Instant::now();
+    srv.sigterm();
+    // Readers per connection, each timing its close frame.
+    let readers: Vec<_> = conns
+        .into_iter()
+        .map(|mut c| {
+            std::thread::spawn(move || match c.recv_event(Duration::from_secs(5)) {
+                WsEvent::Close {
+                    code: Some(1001), ..
+                } => {
+                    let at = start.elapsed();
+                    c.send_close(1001, "");
+                    c.expect_eof();
+                    at
+                }
+                other => panic!("expected 1001, got {}", other.short()),
+            })
+        })
+        .collect();
+    http.write_all(req.as_bytes()).unwrap();
+    let r = read_http_response(&mut http, &mut buf, Instant::now() + STEP).expect("healthz");
+    assert_eq!(r.status, 503, "/healthz during the window");
+    assert!(start.elapsed() < Duration::from_millis(500), "503 at once");
+    let mut at: Vec<Duration> = readers
+        .into_iter()
+        .map(|t| t.join().expect("reader"))
+        .collect();
+    at.sort();
+    let (first, last) = (at[0], at[n - 1]);
+    assert!(
+        first < Duration::from_millis(300),
+        "first close at {first:?}"
+    );
+    assert!(
+        last >= Duration::from_millis(700) && last < Duration::from_millis(2500),
+        "last close at {last:?}: not spread over the 1 s window"
+    );
+    // Evenly: about half by the middle of the window.
+    let by_half = at
+        .iter()
+        .filter(|t| **t < Duration::from_millis(600))
+        .count();
+    assert!(
+        (10..=30).contains(&by_half),
+        "{by_half} of {n} by 600 ms: {at:?}"
+    );
+    let status = srv.wait_exit(Duration::from_secs(10)).expect("exit");
+    assert_eq!(status.code(), Some(0));
+}

@@ -484,22 +484,30 @@ fn deliver_here(topics: &mut Registry, sink: &mut dyn Sink, msg: &Arc<Message>) 
     for g in &mut t.groups {
         let frame: Frame = Rc::new(msg.frame(g.encoding).clone());
         let v1 = g.encoding == Encoding::V1;
-        if !g.behind.is_empty() {
-            // Owed `gap` events go first; one that does not fit yet stays owed.
-            g.behind.retain(|b| {
-                let gap = Rc::new(v1::gap_frame(&msg.topic.name, &msg.epoch, b.after));
-                sink.deliver(b.key, &gap) == Delivery::Dropped
-            });
+        // Owed `gap` events go first; one that does not fit yet stays owed.
+        for b in g.behind.iter_mut().filter(|b| !b.announced) {
+            let gap = Rc::new(v1::gap_frame(&msg.topic.name, &msg.epoch, b.after));
+            b.announced = sink.deliver(b.key, &gap) == Delivery::Queued;
         }
         for &key in &g.subs {
-            if sink.deliver(key, &frame) == Delivery::Dropped
-                && v1
-                && !g.behind.iter().any(|b| b.key == key)
-            {
-                g.behind.push(Behind {
-                    key,
-                    after: msg.seq - 1,
-                });
+            let r = sink.deliver(key, &frame);
+            if g.behind.is_empty() && !(v1 && r == Delivery::Dropped) {
+                continue;
+            }
+            match (r, g.behind.binary_search_by_key(&key, |b| b.key)) {
+                // The hole is closed by this message; the gap before it announced it.
+                (Delivery::Queued | Delivery::Skipped | Delivery::ClosedSlow, Ok(i)) => {
+                    g.behind.remove(i);
+                }
+                (Delivery::Dropped, Err(i)) if v1 => g.behind.insert(
+                    i,
+                    Behind {
+                        key,
+                        after: msg.seq - 1,
+                        announced: false,
+                    },
+                ),
+                _ => {}
             }
         }
     }

@@ -21,13 +21,15 @@ use super::topic::{Interest, Topic};
 pub type TopicId = u32;
 
 /// A v1 subscriber whose messages were dropped (`--slow-consumer drop`): it gets a `gap`
-/// event from `after` before its next message.
+/// event from `after` before its next message. Kept sorted by key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Behind {
     /// The connection.
     pub key: u32,
     /// The last position it received before the hole.
     pub after: u64,
+    /// The `gap` event is queued; the entry goes once a message follows it.
+    pub announced: bool,
 }
 
 /// The local subscribers that want one encoding.
@@ -37,7 +39,7 @@ pub struct Group {
     pub encoding: Encoding,
     /// Connection keys.
     pub subs: Vec<u32>,
-    /// Subscribers owed a `gap` event.
+    /// Subscribers owed a `gap` event (sorted by key).
     pub behind: Vec<Behind>,
 }
 

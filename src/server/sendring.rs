@@ -29,6 +29,8 @@ pub struct SendRing {
     msgs: Box<[libc::msghdr]>,
     iovs: Box<[libc::iovec]>,
     fds: Box<[RawFd]>,
+    /// `MSG_MORE` for this send: a FIN follows it in this pass (see `set`).
+    more: Box<[bool]>,
     /// Results by slot, filled by `submit`.
     pub results: Box<[i32]>,
 }
@@ -46,6 +48,7 @@ impl SendRing {
             msgs: (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect(),
             iovs: vec![empty_iov; BATCH * IOV_PER_SEND].into_boxed_slice(),
             fds: vec![-1; BATCH].into_boxed_slice(),
+            more: vec![false; BATCH].into_boxed_slice(),
             results: vec![0; BATCH].into_boxed_slice(),
         })
     }
@@ -55,8 +58,14 @@ impl SendRing {
         &mut self.iovs[slot * IOV_PER_SEND..(slot + 1) * IOV_PER_SEND]
     }
 
-    /// Send `slot` goes to `fd` with the first `iov_count` iovecs of its slot.
-    pub fn set(&mut self, slot: usize, fd: RawFd, iov_count: usize) {
+    /// Send `slot` goes to `fd` with the first `iov_count` iovecs of its slot. `more`: the
+    /// caller half-closes the socket right after this pass's sends (a close frame): the
+    /// send carries `MSG_MORE`, so the kernel holds the bytes and the FIN leaves with them
+    /// in one segment (`tcp_send_fin` tacks the FIN onto an unsent tail). Were the FIN not
+    /// to follow, nothing would be lost: `MSG_MORE` only corks this one push, and the next
+    /// ACK or write pushes the bytes.
+    pub fn set(&mut self, slot: usize, fd: RawFd, iov_count: usize, more: bool) {
+        self.more[slot] = more;
         let iov = self.iovs[slot * IOV_PER_SEND..].as_mut_ptr();
         let m = &mut self.msgs[slot];
         m.msg_iov = iov;
@@ -74,8 +83,9 @@ impl SendRing {
         {
             let mut sq = self.ring.submission();
             for i in 0..n {
+                let more = if self.more[i] { libc::MSG_MORE } else { 0 };
                 let e = opcode::SendMsg::new(types::Fd(self.fds[i]), &self.msgs[i])
-                    .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) as u32)
+                    .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | more) as u32)
                     .build()
                     .user_data(i as u64);
                 // SAFETY: the msghdr and iovec arrays are owned by `self` and neither moved
@@ -168,7 +178,7 @@ mod tests {
             for (d, f) in dst.iter_mut().zip(frames.iter().skip(slot)) {
                 *d = iov(f);
             }
-            ring.set(slot, a.as_raw_fd(), frames.len() - slot);
+            ring.set(slot, a.as_raw_fd(), frames.len() - slot, slot == 1);
         }
         ring.submit(pairs.len()).expect("submit");
         for (slot, (a, b)) in pairs.iter().enumerate() {
@@ -191,7 +201,7 @@ mod tests {
         // Batched half-close: the peer reads what was sent, then EOF.
         let (a, b) = UnixStream::pair().expect("socketpair");
         ring.iov_slot(0)[0] = iov(b"bye");
-        ring.set(0, a.as_raw_fd(), 1);
+        ring.set(0, a.as_raw_fd(), 1, false);
         ring.submit(1).expect("submit");
         ring.shutdown_write(&[a.as_raw_fd()]).expect("shutdown");
         assert_eq!(ring.results[0], 0);
@@ -206,7 +216,7 @@ mod tests {
         let chunk = vec![0u8; 65536];
         while crate::server::sys::send(a.as_raw_fd(), &chunk).is_ok() {}
         ring.iov_slot(0)[0] = iov(&chunk);
-        ring.set(0, a.as_raw_fd(), 1);
+        ring.set(0, a.as_raw_fd(), 1, false);
         ring.submit(1).expect("submit");
         assert_eq!(ring.results[0], -libc::EAGAIN);
     }

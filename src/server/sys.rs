@@ -24,13 +24,18 @@ pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
 
 /// `sendmsg(fd, iov, MSG_DONTWAIT | MSG_NOSIGNAL)`: bytes written, or `WouldBlock`.
 pub fn sendv(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
+    sendv_flags(fd, iov, 0)
+}
+
+/// As `sendv`, with `extra` flags (`MSG_MORE` before a FIN).
+pub fn sendv_flags(fd: RawFd, iov: &[libc::iovec], extra: libc::c_int) -> io::Result<usize> {
     // SAFETY: an all-zero msghdr is valid (no name, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     msg.msg_iov = iov.as_ptr().cast_mut();
     msg.msg_iovlen = iov.len() as _;
     // SAFETY: every iovec points into a `Bytes` held by the connection's queue, which is
     // not touched during the call; `msg` lives across the call.
-    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
+    let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | extra) };
     if n < 0 {
         Err(io::Error::last_os_error())
     } else {

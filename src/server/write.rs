@@ -42,7 +42,7 @@ impl Conns {
                 }
                 r
             }
-            None => flush_plain(c.fd, &mut self.iov, &mut c.out, &self.metrics),
+            None => flush_plain(c.fd, &mut self.iov, &mut c.out, &self.metrics, shut),
         };
         match res {
             Flushed::All => {
@@ -85,7 +85,8 @@ impl Conns {
                 c.clear(flag::DIRTY);
                 let slot = self.batch.len();
                 let (iovs, bytes) = c.out.fill_iov_slice(ring.iov_slot(slot));
-                ring.set(slot, c.fd, iovs);
+                let fin_follows = c.has(flag::SHUT_WR_PENDING) && iovs == c.out.frames();
+                ring.set(slot, c.fd, iovs, fin_follows);
                 self.batch.push((key, bytes));
             }
             if self.batch.is_empty() {
@@ -115,14 +116,15 @@ impl Conns {
                 let res = ring.results[i];
                 self.settle_batched(key, want, res);
             }
+            // Right behind this chunk's sends: their close frames wait (MSG_MORE) for the
+            // FIN, to leave in one segment.
+            self.send_fins(&mut ring);
         }
-        self.send_fins(&mut ring);
         self.ring = Some(ring);
     }
 
-    /// Half-close the connections whose close frame (or final answer) this pass finished,
-    /// in batched submissions once every send is done: in a mass close every client gets
-    /// its close frame before the pass spends time on FINs.
+    /// Half-close the connections whose close frame (or final answer) this chunk finished,
+    /// in one batched submission.
     fn send_fins(&mut self, ring: &mut SendRing) {
         let mut fins = std::mem::take(&mut self.fins);
         for chunk in fins.chunks(BATCH) {
@@ -212,17 +214,26 @@ impl Conns {
     }
 }
 
+/// `fin_follows`: the caller half-closes the socket once the queue is written; the last
+/// send carries `MSG_MORE` so the FIN leaves with it (see `SendRing::set`).
 fn flush_plain(
     fd: i32,
     iov: &mut Vec<libc::iovec>,
     out: &mut OutQueue,
     m: &CoreMetrics,
+    fin_follows: bool,
 ) -> Flushed {
     while !out.is_empty() {
         iov.clear();
         out.fill_iov(iov, IOV_MAX);
         let want: usize = iov.iter().map(|v| v.iov_len).sum();
-        match sys::sendv(fd, iov) {
+        let last = iov.len() == out.frames();
+        let more = if fin_follows && last {
+            libc::MSG_MORE
+        } else {
+            0
+        };
+        match sys::sendv_flags(fd, iov, more) {
             Ok(n) => {
                 let done = out.advance(n);
                 m.write_calls.inc();

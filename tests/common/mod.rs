@@ -25,8 +25,10 @@ pub const READY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Default deadline for one expected event.
 pub const STEP: Duration = Duration::from_secs(5);
 
-pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_ringcast")
+/// The server binary under test: this build's, or `RINGCAST_TEST_BIN` (e.g. an older build,
+/// to show a regression test fails before its fix).
+pub fn bin() -> String {
+    std::env::var("RINGCAST_TEST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_ringcast").into())
 }
 
 // ---------------------------------------------------------------------------------------
