@@ -17,8 +17,7 @@ use super::error::AuthError;
 /// (an `auth <jwt>` message is bounded only by `--max-payload`).
 pub const MAX_TOKEN_LEN: usize = 8192;
 
-/// A token split and its header read.
-#[derive(Debug)]
+/// A token split and its header read. No `Debug`: it holds the token's parts.
 pub(crate) struct Compact<'a> {
     /// The header's `alg`.
     pub(crate) alg: Algorithm,
