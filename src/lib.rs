@@ -6,7 +6,9 @@
 //! - [`server`]: sockets, workers, the flush cycle, timers and shutdown.
 //! - [`config`]: flags and their validation; [`metrics`]: counters and exposition.
 //! - [`check`]: `ringcast check`, the host-limits check and capacity plan.
+//! - [`auth`]: JWT verification, topic grants and `ringcast token`.
 
+pub mod auth;
 pub mod check;
 pub mod config;
 pub mod metrics;
