@@ -7,7 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::pubsub::topic_name::{MAX_TOPIC_LEN, parse_topic};
+use crate::proto::topic::{MAX_TOPIC_LEN, parse_topic};
 
 /// Most patterns one list of a token may hold (bounds the work a token can cause).
 pub const MAX_PATTERNS: usize = 256;
