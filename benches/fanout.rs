@@ -65,7 +65,7 @@ const PAYLOAD: usize = 64;
 fn worker() -> Rc<Shared> {
     let cfg = Config::validate(Args::parse_from(["ringcast", "--workers=1"])).expect("config");
     let (bus, _inboxes) = Bus::new(1);
-    let global = Arc::new(Global::new(cfg, bus, 1, None));
+    let global = Arc::new(Global::new(cfg, bus, 1, None, None));
     Shared::new(0, global, Arc::new(CoreMetrics::default())).expect("worker state")
 }
 

@@ -21,6 +21,11 @@ fn main() -> ExitCode {
         argv.remove(1);
         return ringcast::check::main(argv);
     }
+    // `ringcast token ...`: mint a test token from an HMAC secret.
+    if argv.get(1).is_some_and(|a| a == "token") {
+        argv.remove(1);
+        return ringcast::auth::main(argv);
+    }
     // Flags > RINGCAST_* environment > --config file > defaults; errors exit 2.
     let loaded = config::load(argv).unwrap_or_else(|e| e.exit());
     if loaded.print_config {
@@ -77,6 +82,9 @@ fn main() -> ExitCode {
         } else {
             println!("listening on {a}");
         }
+    }
+    for a in &server.admin_addrs {
+        println!("admin listening on {a}");
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();

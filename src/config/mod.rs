@@ -180,6 +180,45 @@ pub struct Args {
           default_value = "0s", value_parser = parse_duration)]
     pub drain_window: Duration,
 
+    /// Require a JWT on every upgrade (/sub, /pub, /pubsub, /echo) and POST /pub, verified
+    /// with this key: an HMAC secret (the file's bytes, at least 32), or a PEM public key
+    /// (RSA ≥ 2048 bits, EC P-256/P-384, Ed25519). Repeatable: a token is accepted if any
+    /// key of its algorithm's kind verifies it (key rotation).
+    #[arg(
+        long = "auth-key",
+        value_name = "FILE",
+        env = "RINGCAST_AUTH_KEY",
+        value_delimiter = ','
+    )]
+    pub auth_key: Vec<PathBuf>,
+
+    /// A JWKS document (JSON): a token's `kid` selects the key (unknown kid: 401).
+    #[arg(long, value_name = "FILE", env = "RINGCAST_AUTH_JWKS")]
+    pub auth_jwks: Option<PathBuf>,
+
+    /// Required `iss` claim (a token without it, or with another: 401).
+    #[arg(long, value_name = "ISS", env = "RINGCAST_AUTH_ISSUER")]
+    pub auth_issuer: Option<String>,
+
+    /// Required `aud` claim (one of the token's audiences; without it: 401).
+    #[arg(long, value_name = "AUD", env = "RINGCAST_AUTH_AUDIENCE")]
+    pub auth_audience: Option<String>,
+
+    /// Most simultaneous connections from one IP address (more: 429). Unset: no limit.
+    #[arg(long, value_name = "N", env = "RINGCAST_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u32>,
+
+    /// Most messages per second one connection may publish. Past it the connection is not
+    /// read until its budget refills (backpressure: nothing is dropped). Unset: no limit.
+    #[arg(long, value_name = "N", env = "RINGCAST_MAX_PUBLISH_RATE")]
+    pub max_publish_rate: Option<u32>,
+
+    /// Serve /metrics, /healthz and /dashboard on this separate (private) address; they
+    /// never need a token. The main listeners then keep /healthz (for load balancers) but
+    /// not /metrics or /dashboard.
+    #[arg(long, value_name = "ADDR", env = "RINGCAST_ADMIN_LISTEN")]
+    pub admin_listen: Option<SocketAddr>,
+
     /// PEM certificate chain: serve wss:// (requires --tls-key).
     #[arg(
         long,
@@ -262,6 +301,13 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub auth_key: Vec<PathBuf>,
+    pub auth_jwks: Option<PathBuf>,
+    pub auth_issuer: Option<String>,
+    pub auth_audience: Option<String>,
+    pub max_connections_per_ip: Option<u32>,
+    pub max_publish_rate: Option<u32>,
+    pub admin_listen: Option<SocketAddr>,
     pub history_size: usize,
     /// `None`: no age limit.
     pub history_ttl: Option<Duration>,
@@ -270,6 +316,16 @@ pub struct Config {
 }
 
 impl Config {
+    /// The authentication settings (`--auth-*`).
+    pub fn auth_settings(&self) -> crate::auth::AuthSettings {
+        crate::auth::AuthSettings {
+            keys: self.auth_key.clone(),
+            jwks: self.auth_jwks.clone(),
+            issuer: self.auth_issuer.clone(),
+            audience: self.auth_audience.clone(),
+        }
+    }
+
     /// Validate parsed flags. The error names the flag; the caller exits 2.
     pub fn from_args(a: Args) -> Result<Self, String> {
         Self::validate(a).map_err(|e| e.to_string())
@@ -301,6 +357,12 @@ impl Config {
                 return Err(Invalid::new(id, "must be greater than 0"));
             }
         }
+        if a.max_connections_per_ip == Some(0) {
+            return Err(Invalid::new("max_connections_per_ip", "must be at least 1"));
+        }
+        if a.max_publish_rate == Some(0) {
+            return Err(Invalid::new("max_publish_rate", "must be at least 1"));
+        }
         if a.listen.is_empty() {
             return Err(Invalid::new("listen", "at least one address is needed"));
         }
@@ -329,6 +391,13 @@ impl Config {
             shutdown_timeout: a.shutdown_timeout,
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
+            auth_key: a.auth_key,
+            auth_jwks: a.auth_jwks,
+            auth_issuer: a.auth_issuer,
+            auth_audience: a.auth_audience,
+            max_connections_per_ip: a.max_connections_per_ip,
+            max_publish_rate: a.max_publish_rate,
+            admin_listen: a.admin_listen,
             history_size: a.history_size,
             history_ttl: (!a.history_ttl.is_zero()).then_some(a.history_ttl),
             history_memory: a.history_memory,

@@ -79,6 +79,53 @@ impl Config {
             "shutdown_timeout",
             s(format_duration(self.shutdown_timeout)),
         );
+        if self.auth_key.is_empty() {
+            let _ = writeln!(out, "# auth_key: not set");
+        } else {
+            let keys = self
+                .auth_key
+                .iter()
+                .map(|p| utf8("auth_key", p))
+                .collect::<Result<Vec<_>, _>>()?;
+            line(&mut out, "auth_key", strings(keys));
+        }
+        match &self.auth_jwks {
+            Some(p) => line(&mut out, "auth_jwks", s(utf8("auth_jwks", p)?)),
+            None => {
+                let _ = writeln!(out, "# auth_jwks: not set");
+            }
+        }
+        for (key, v) in [
+            ("auth_issuer", &self.auth_issuer),
+            ("auth_audience", &self.auth_audience),
+        ] {
+            match v {
+                Some(v) => line(&mut out, key, s(v.clone())),
+                None => {
+                    let _ = writeln!(out, "# {key}: not set");
+                }
+            }
+        }
+        for (key, v) in [
+            ("max_connections_per_ip", self.max_connections_per_ip),
+            ("max_publish_rate", self.max_publish_rate),
+        ] {
+            match v {
+                Some(n) => line(&mut out, key, n.to_string()),
+                None => {
+                    let _ = writeln!(out, "# {key}: not set, no limit");
+                }
+            }
+        }
+        match self.admin_listen {
+            Some(a) => line(&mut out, "admin_listen", s(a.to_string())),
+            None => {
+                let _ = writeln!(
+                    out,
+                    "# admin_listen: not set, /metrics on the main listeners"
+                );
+            }
+        }
         line(&mut out, "history_size", self.history_size.to_string());
         line(
             &mut out,

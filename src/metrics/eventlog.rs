@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::{CoreMetrics, Reject, cores};
 
 /// The counters summarised, by name.
-fn snapshot(cs: &[std::sync::Arc<CoreMetrics>]) -> [(&'static str, u64); 9] {
+fn snapshot(cs: &[std::sync::Arc<CoreMetrics>]) -> [(&'static str, u64); 14] {
     let s = |f: &dyn Fn(&CoreMetrics) -> u64| cs.iter().map(|c| f(c)).sum::<u64>();
     [
         ("abnormal_closures", s(&|c| c.abnormal_closures.get())),
@@ -28,6 +28,17 @@ fn snapshot(cs: &[std::sync::Arc<CoreMetrics>]) -> [(&'static str, u64); 9] {
             "rejected_draining",
             s(&|c| c.rejected[Reject::Draining as usize].get()),
         ),
+        (
+            "rejected_per_ip",
+            s(&|c| c.rejected[Reject::PerIp as usize].get()),
+        ),
+        (
+            "auth_refused",
+            s(&|c| c.auth_refused.iter().map(|x| x.get()).sum()),
+        ),
+        ("token_expired", s(&|c| c.token_expired.get())),
+        ("publish_rate_limited", s(&|c| c.rate_limited.get())),
+        ("log_lines_suppressed", s(&|c| c.log_lines_suppressed.get())),
         ("slow_consumer_closed", s(&|c| c.slow_consumer_closed.get())),
         (
             "dropped_slow_consumer",

@@ -12,6 +12,7 @@ use std::sync::{Arc, OnceLock};
 
 pub use counter::{Counter, Gauge, Histogram, LATENCY_BOUNDS_US};
 
+pub use crate::auth::AuthError;
 pub use crate::pubsub::fanout::Eviction;
 pub use crate::pubsub::replay::Outcome as ResumeOutcome;
 pub use crate::role::Role;
@@ -48,14 +49,17 @@ pub enum Reject {
     Draining,
     /// No complete request head within `--handshake-timeout` (slowloris).
     HandshakeTimeout,
+    /// Over `--max-connections-per-ip` (429).
+    PerIp,
 }
 
 impl Reject {
     /// Every reason, in metrics order.
-    pub const ALL: [Reject; 3] = [
+    pub const ALL: [Reject; 4] = [
         Reject::MaxConnections,
         Reject::Draining,
         Reject::HandshakeTimeout,
+        Reject::PerIp,
     ];
 
     /// The label.
@@ -64,6 +68,7 @@ impl Reject {
             Reject::MaxConnections => "max_connections",
             Reject::Draining => "draining",
             Reject::HandshakeTimeout => "handshake_timeout",
+            Reject::PerIp => "per_ip",
         }
     }
 }
@@ -104,6 +109,16 @@ pub struct CoreMetrics {
     pub history_evicted: [Counter; Eviction::ALL.len()],
     pub resumes: [Counter; ResumeOutcome::ALL.len()],
     pub replayed: Counter,
+    /// Tokens accepted (handshakes and `POST`s).
+    pub auth_accepted: Counter,
+    pub auth_refused: [Counter; AuthError::ALL.len()],
+    /// Connections failed with 1008 `token expired`.
+    pub token_expired: Counter,
+    /// Times a publishing connection ran out of `--max-publish-rate` budget (its reading
+    /// paused).
+    pub rate_limited: Counter,
+    /// Log lines not written (over the per-second limit).
+    pub log_lines_suppressed: Counter,
 }
 
 impl CoreMetrics {

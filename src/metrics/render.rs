@@ -4,7 +4,7 @@ use std::fmt::Write;
 use std::sync::Arc;
 
 use super::{
-    CLOSE_SLOTS, CoreMetrics, Counter, Eviction, Gauge, HTTP_STATUSES, Histogram,
+    AuthError, CLOSE_SLOTS, CoreMetrics, Counter, Eviction, Gauge, HTTP_STATUSES, Histogram,
     LATENCY_BOUNDS_US, Reject, ResumeOutcome, Role, close_slot_label,
 };
 
@@ -316,6 +316,37 @@ pub fn render(cores: &[Arc<CoreMetrics>], g: Globals) -> String {
         "ringcast_replayed_total",
         "Messages replayed from history to resuming subscribers.",
         |c| &c.replayed,
+    );
+    o.counter(
+        "ringcast_auth_accepted_total",
+        "Tokens accepted (upgrades, POST /pub, auth refreshes).",
+        |c| &c.auth_accepted,
+    );
+    o.family(
+        (
+            "ringcast_auth_refused_total",
+            "counter",
+            "Requests and refreshes refused for their token, by reason (401; not_granted: 403).",
+        ),
+        "reason",
+        AuthError::ALL,
+        |e| e.label().into(),
+        |c, e| c.auth_refused[e as usize].get(),
+    );
+    o.counter(
+        "ringcast_token_expired_total",
+        "Connections failed with 1008 token expired.",
+        |c| &c.token_expired,
+    );
+    o.counter(
+        "ringcast_publish_rate_limited_total",
+        "Times a publishing connection used up its --max-publish-rate budget (reading paused until it refilled).",
+        |c| &c.rate_limited,
+    );
+    o.counter(
+        "ringcast_log_lines_suppressed_total",
+        "Log lines not written because of the per-second limit.",
+        |c| &c.log_lines_suppressed,
     );
     o.histogram(
         "ringcast_publish_to_enqueue_seconds",

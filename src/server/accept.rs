@@ -1,7 +1,8 @@
 //! Accepting connections: each worker accepts on its own `SO_REUSEPORT` listeners, puts
 //! the socket in its readiness set and its connection table — from there the connection is
 //! served by the readiness loop, not by a task. Past `--max-connections` plus the plain
-//! HTTP reserve, a connection is answered 503 and closed.
+//! HTTP reserve, a connection is answered 503 and closed. The admin listener
+//! (`--admin-listen`) never speaks TLS: it is private.
 
 use std::os::fd::IntoRawFd;
 use std::rc::Rc;
@@ -12,18 +13,23 @@ use monoio::net::TcpListener;
 
 use crate::role::Role;
 
-use super::conn::Conn;
+use super::conn::{Conn, flag};
 use super::conns::ms;
 use super::lifecycle::deadline_in;
 use super::state::{HTTP_RESERVE, Shared};
 use super::{http, poller, sys};
 
-/// Accept on `l` until cancelled (shutdown).
-pub async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io::CancelHandle) {
+/// Accept on `l` (`admin`: the admin listener) until cancelled (shutdown).
+pub async fn accept_loop(
+    sh: Rc<Shared>,
+    l: Rc<TcpListener>,
+    admin: bool,
+    cancel: monoio::io::CancelHandle,
+) {
     let max = sh.cfg().max_connections + HTTP_RESERVE;
     let mut last_warn: Option<Instant> = None;
     loop {
-        let (stream, _peer) = match l.cancelable_accept(cancel.clone()).await {
+        let (stream, peer) = match l.cancelable_accept(cancel.clone()).await {
             Ok(s) => s,
             Err(e) => {
                 if sh.global.draining.load(Ordering::Relaxed) {
@@ -50,7 +56,10 @@ pub async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io:
         let generation = core.conns.next_generation;
         core.conns.next_generation = generation.wrapping_add(1);
         let mut conn = Conn::new(fd, generation, now, deadline);
-        if let Some(cfg) = &sh.global.tls {
+        if admin {
+            conn.set(flag::ADMIN);
+        }
+        if let Some(cfg) = sh.global.tls.as_ref().filter(|_| !admin) {
             match rustls::ServerConnection::new(cfg.clone()) {
                 Ok(mut t) => {
                     // rustls's own 64 KiB cap would refuse a large frame outright; the
@@ -77,6 +86,9 @@ pub async fn accept_loop(sh: Rc<Shared>, l: Rc<TcpListener>, cancel: monoio::io:
         sh.metrics.opened[Role::Http as usize].inc();
         if open >= max {
             http::reject(&sh, &mut core, key);
+        } else if sh.global.per_ip.is_some() {
+            // Counted when it becomes a WebSocket (`upgrade.rs`).
+            core.extras.entry(key).ip = Some(peer.ip());
         }
     }
 }

@@ -53,6 +53,10 @@ pub mod flag {
     pub const READ_PAUSED: Flags = 1 << 10;
     /// A `POST` waits for its publication's position before it is answered.
     pub const AWAIT_ACK: Flags = 1 << 11;
+    /// Accepted on the admin listener (`--admin-listen`).
+    pub const ADMIN: Flags = 1 << 12;
+    /// Input is not read: the connection used up its `--max-publish-rate` budget.
+    pub const RATE_PAUSED: Flags = 1 << 13;
 }
 
 /// No topic.
@@ -78,6 +82,8 @@ pub struct Conn {
     pub last_rx: u32,
     /// Handshake deadline (state `Http`) or close deadline (state `Closing`); 0 = none.
     pub deadline: u32,
+    /// Its token's `exp` (Unix seconds; 0: no token). Failed with 1008 at that second.
+    pub exp: u32,
     /// The topic a publisher publishes to.
     pub pub_topic: TopicId,
     /// Outgoing frames.
@@ -104,6 +110,7 @@ impl Conn {
             flags: 0,
             last_rx: now,
             deadline: handshake_deadline,
+            exp: 0,
             pub_topic: NO_TOPIC,
             out: OutQueue::default(),
             decoder: None,

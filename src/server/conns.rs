@@ -174,6 +174,20 @@ impl Conns {
         }
     }
 
+    /// Stop (`false`) or resume (`true`) reading connection `key` for its publish rate.
+    pub fn set_rate_paused(&mut self, key: u32, paused: bool) {
+        if let Some(c) = self.slab.get_mut(key as usize)
+            && c.has(flag::RATE_PAUSED) != paused
+        {
+            if paused {
+                c.set(flag::RATE_PAUSED);
+            } else {
+                c.clear(flag::RATE_PAUSED);
+            }
+            update_interest(&self.poller, key, c);
+        }
+    }
+
     /// Resume reading a paused connection once its queue is down to half the limit.
     pub(super) fn maybe_resume_reading(&mut self, key: u32) {
         let max = self.limits.max_buffered;
@@ -256,7 +270,7 @@ impl Conns {
 /// Watch `c` for what it needs: input unless paused, writability while blocked.
 pub(super) fn update_interest(p: &Poller, key: u32, c: &Conn) {
     let mut events = 0;
-    if !c.has(flag::READ_PAUSED) {
+    if !c.has(flag::READ_PAUSED | flag::RATE_PAUSED) {
         events |= poller::READ;
     }
     if c.has(flag::BLOCKED) {

@@ -17,6 +17,11 @@ pub fn finish(sh: &Shared, key: u32) {
     };
     // Closing the descriptor also takes it out of the epoll set.
     sys::close(c.fd);
+    if let Some(e) = core.extras.remove(key)
+        && let (Some(ip), true, Some(per_ip)) = (e.ip, e.ip_counted, &sh.global.per_ip)
+    {
+        per_ip.release(ip);
+    }
     sh.global.connections.fetch_sub(1, Ordering::Relaxed);
     sh.metrics.closed[c.role as usize].inc();
     if c.role.is_websocket() {

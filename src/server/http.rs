@@ -18,15 +18,16 @@ use crate::proto::OpCode;
 use crate::proto::encode::server_frame;
 use crate::proto::handshake::{self, RequestHead};
 use crate::pubsub::{AckTo, Origin, Position, Publication, PublishFailed};
+use crate::role::Role;
 
 use super::conn::{State, flag};
 use super::conns::ms;
 use super::http_state::{HttpState, PendingPost, PostAnswer};
 use super::input::Step;
 use super::lifecycle::deadline_in;
-use super::router::{Route, route};
+use super::router::{Listener, Route, route};
 use super::state::{Core, Shared};
-use super::{upgrade, ws};
+use super::{authn, upgrade, ws};
 
 /// A new connection past the connection limit: answer 503 and close.
 pub fn reject(sh: &Shared, core: &mut Core, key: u32) {
@@ -83,7 +84,12 @@ fn process(sh: &Shared, core: &mut Core, key: u32, http: &mut HttpState) {
                 return;
             }
         };
-        match route(&head, cfg.allowed_origins.as_deref()) {
+        let on = match core.conns.get(key) {
+            Some(c) if c.has(flag::ADMIN) => Listener::Admin,
+            _ if cfg.admin_listen.is_some() => Listener::Public,
+            _ => Listener::Main,
+        };
+        match route(&head, cfg.allowed_origins.as_deref(), on) {
             Route::Error { err, extra } => {
                 respond_error(sh, core, key, err.status, err.reason, extra);
             }
@@ -117,6 +123,10 @@ fn process(sh: &Shared, core: &mut Core, key: u32, http: &mut HttpState) {
                 http.buf.drain(..head.head_len);
             }
             Route::Post { topic, text } => {
+                if let Err(r) = authn::admit(sh, &head, Role::Http, std::slice::from_ref(&topic)) {
+                    refuse(sh, core, key, r);
+                    return;
+                }
                 if head.chunked {
                     respond_error(sh, core, key, 411, "send the body with Content-Length", &[]);
                     return;
@@ -141,7 +151,21 @@ fn process(sh: &Shared, core: &mut Core, key: u32, http: &mut HttpState) {
                 topics,
                 accept,
             } => {
-                if let Err(e) = upgrade::upgrade(sh, core, key, role, &topics, &accept, &head) {
+                let identity = match authn::admit(sh, &head, role, &topics) {
+                    Ok(i) => i,
+                    Err(r) => {
+                        refuse(sh, core, key, r);
+                        return;
+                    }
+                };
+                let up = upgrade::Upgrade {
+                    role,
+                    topics: &topics,
+                    accept: &accept,
+                    head: &head,
+                    identity,
+                };
+                if let Err(e) = upgrade::upgrade(sh, core, key, up) {
                     respond_error(sh, core, key, e.status, e.reason, &[]);
                     return;
                 }
@@ -190,6 +214,18 @@ fn answer(
             c.answered(deadline);
         }
     }
+}
+
+/// A request refused for its token: 401 or 403 with `WWW-Authenticate`.
+fn refuse(sh: &Shared, core: &mut Core, key: u32, r: authn::Refused) {
+    respond_error(
+        sh,
+        core,
+        key,
+        r.status,
+        r.reason,
+        &[("WWW-Authenticate", r.challenge)],
+    );
 }
 
 /// An error answer, then the §7.1.7 drain (the client reads it all before our FIN).

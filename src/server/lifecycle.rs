@@ -26,6 +26,8 @@ pub enum Expiry {
     Idle,
     /// Its close handshake outlived `--close-timeout`.
     Close,
+    /// Its token's `exp` has come: fail it with 1008 `token expired`.
+    Token,
 }
 
 /// `now` is at or past `deadline` on the wrapping millisecond clock (0: no deadline).
@@ -102,13 +104,15 @@ impl Conn {
         self.clear(flag::PING_OUT);
     }
 
-    /// Which deadline has passed at `now`, if any (`idle_ms` 0: no idle timeout).
-    pub fn expiry(&self, now: u32, idle_ms: u32) -> Option<Expiry> {
+    /// Which deadline has passed at `now` (the worker's ms clock; `unix`: seconds), if
+    /// any (`idle_ms` 0: no idle timeout).
+    pub fn expiry(&self, now: u32, unix: u32, idle_ms: u32) -> Option<Expiry> {
         if self.is_dead() {
             return None;
         }
         match self.state {
             State::Http if reached(now, self.deadline) => Some(Expiry::Handshake),
+            State::Open if self.exp != 0 && unix >= self.exp => Some(Expiry::Token),
             State::Open if idle_ms > 0 => {
                 let quiet = now.wrapping_sub(self.last_rx);
                 if quiet >= idle_ms {
@@ -142,26 +146,30 @@ mod tests {
     #[test]
     fn handshake_deadline_then_upgrade() {
         let mut c = conn();
-        assert_eq!(c.expiry(10_999, 120_000), None);
-        assert_eq!(c.expiry(11_000, 120_000), Some(Expiry::Handshake));
+        assert_eq!(c.expiry(10_999, 0, 120_000), None);
+        assert_eq!(c.expiry(11_000, 0, 120_000), Some(Expiry::Handshake));
         c.upgraded(Role::Sub);
         assert_eq!((c.state, c.role, c.deadline), (State::Open, Role::Sub, 0));
-        assert_eq!(c.expiry(11_000, 120_000), None);
+        assert_eq!(c.expiry(11_000, 0, 120_000), None);
     }
 
     #[test]
     fn idle_ping_then_terminate_and_traffic_resets_it() {
         let mut c = conn();
         c.upgraded(Role::Sub);
-        assert_eq!(c.expiry(60_999, 120_000), None);
-        assert_eq!(c.expiry(61_000, 120_000), Some(Expiry::Ping));
+        assert_eq!(c.expiry(60_999, 0, 120_000), None);
+        assert_eq!(c.expiry(61_000, 0, 120_000), Some(Expiry::Ping));
         c.set(flag::PING_OUT);
-        assert_eq!(c.expiry(61_000, 120_000), None, "one ping at a time");
-        assert_eq!(c.expiry(121_000, 120_000), Some(Expiry::Idle));
+        assert_eq!(c.expiry(61_000, 0, 120_000), None, "one ping at a time");
+        assert_eq!(c.expiry(121_000, 0, 120_000), Some(Expiry::Idle));
         c.heard(100_000);
         assert!(!c.has(flag::PING_OUT));
-        assert_eq!(c.expiry(121_000, 120_000), None);
-        assert_eq!(c.expiry(1_000_000, 0), None, "0 disables the idle timeout");
+        assert_eq!(c.expiry(121_000, 0, 120_000), None);
+        assert_eq!(
+            c.expiry(1_000_000, 0, 0),
+            None,
+            "0 disables the idle timeout"
+        );
     }
 
     #[test]
@@ -176,8 +184,8 @@ mod tests {
         assert!(!c.ended_cleanly(), "FIN not sent yet");
         c.fin_sent();
         assert!(!c.fin_due() && c.ended_cleanly());
-        assert_eq!(c.expiry(6_999, 120_000), None);
-        assert_eq!(c.expiry(7_000, 120_000), Some(Expiry::Close));
+        assert_eq!(c.expiry(6_999, 0, 120_000), None);
+        assert_eq!(c.expiry(7_000, 0, 120_000), Some(Expiry::Close));
     }
 
     #[test]
@@ -189,14 +197,28 @@ mod tests {
         assert!(c.killed());
         assert!(!c.killed(), "once");
         assert!(!c.ended_cleanly());
-        assert_eq!(c.expiry(u32::MAX / 4, 1), None);
+        assert_eq!(c.expiry(u32::MAX / 4, 0, 1), None);
         assert!(
             !c.start_closing(5),
             "a dead connection does not start closing"
         );
         let mut d = conn();
         d.broken();
-        assert!(d.is_dead() && d.expiry(20_000, 0).is_none());
+        assert!(d.is_dead() && d.expiry(20_000, 0, 0).is_none());
+    }
+
+    #[test]
+    fn a_token_expires_at_its_second_and_only_when_open() {
+        let mut c = conn();
+        c.exp = 2_000_000_000;
+        assert_eq!(c.expiry(1_000, 1_999_999_999, 0), None);
+        assert_eq!(c.expiry(1_000, 2_000_000_000, 0), None, "not open yet");
+        c.upgraded(Role::Sub);
+        c.exp = 2_000_000_000;
+        assert_eq!(c.expiry(1_000, 1_999_999_999, 0), None);
+        assert_eq!(c.expiry(1_000, 2_000_000_000, 0), Some(Expiry::Token));
+        c.start_closing(5_000);
+        assert_eq!(c.expiry(1_000, 2_000_000_001, 0), None, "closing already");
     }
 
     #[test]

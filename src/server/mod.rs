@@ -18,9 +18,11 @@
 //!   `listen.rs`, `tls.rs`, `sizing.rs`.
 
 pub mod accept;
+pub mod authn;
 pub mod conn;
 pub mod conns;
 pub mod drain;
+pub mod extras;
 pub mod finish;
 pub mod flush;
 pub mod handoff;
@@ -97,7 +99,10 @@ pub fn driver_name() -> &'static str {
 
 /// A started server: its bound addresses and the handle to stop it.
 pub struct Server {
+    /// The main listeners' bound addresses.
     pub addrs: Vec<SocketAddr>,
+    /// The admin listener's bound address (`--admin-listen`).
+    pub admin_addrs: Vec<SocketAddr>,
     controls: Vec<flume::Sender<Control>>,
     threads: Vec<std::thread::JoinHandle<DrainReport>>,
     global: Arc<Global>,
@@ -123,20 +128,31 @@ impl Server {
             (Some(c), Some(k)) => Some(tls::load(c, k).map_err(StartError::Config)?),
             _ => None,
         };
+        let verifier = crate::auth::Verifier::from_settings(&cfg.auth_settings())
+            .map_err(StartError::Config)?
+            .map(Arc::new);
+        if let Some(v) = &verifier {
+            tracing::info!(keys = %v.summary(), "authentication on");
+        }
         let (listeners, addrs) =
             listen::bind_all(&cfg.listen, workers).map_err(StartError::Bind)?;
+        let (admin_listeners, admin_addrs) = match cfg.admin_listen {
+            Some(a) => listen::bind_all(&[a], workers).map_err(StartError::Bind)?,
+            None => ((0..workers).map(|_| Vec::new()).collect(), Vec::new()),
+        };
         let core_metrics: Vec<Arc<CoreMetrics>> = (0..workers)
             .map(|_| Arc::new(CoreMetrics::default()))
             .collect();
         metrics::install(core_metrics.clone());
         let (bus, inboxes) = Bus::new(workers);
-        let global = Arc::new(Global::new(cfg, bus, workers, tls));
+        let global = Arc::new(Global::new(cfg, bus, workers, tls, verifier));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let cpus = Arc::new(sys::allowed_cpus());
         let mut controls = Vec::new();
         let mut threads = Vec::new();
-        for ((id, (l, inbox)), m) in listeners
+        for ((id, ((l, admin), inbox)), m) in listeners
             .into_iter()
+            .zip(admin_listeners)
             .zip(inboxes)
             .enumerate()
             .zip(core_metrics)
@@ -148,6 +164,7 @@ impl Server {
                 global: global.clone(),
                 metrics: m,
                 listeners: l,
+                admin_listeners: admin,
                 inbox,
                 control: ctl_rx,
                 ready: ready_tx.clone(),
@@ -170,6 +187,7 @@ impl Server {
         metrics::eventlog::spawn(Duration::from_secs(10));
         Ok(Server {
             addrs,
+            admin_addrs,
             controls,
             threads,
             global,

@@ -61,10 +61,28 @@ fn method_not_allowed(allow: &'static [(&'static str, &'static str)]) -> Route {
     }
 }
 
+/// Which listener a request came in on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Listener {
+    /// A `--listen` address, with no separate admin listener: every endpoint.
+    Main,
+    /// A `--listen` address while `--admin-listen` is set: everything but `/metrics` and
+    /// `/dashboard` (which are private then); `/healthz` stays for load balancers.
+    Public,
+    /// The `--admin-listen` address: `/healthz`, `/metrics`, `/dashboard` only.
+    Admin,
+}
+
 /// Decide what `head` asks for. `allowed_origins`: `None` allows every origin.
-pub fn route(head: &RequestHead, allowed_origins: Option<&[String]>) -> Route {
+pub fn route(head: &RequestHead, allowed_origins: Option<&[String]>, on: Listener) -> Route {
     let (path, _query) = split_target(&head.path);
     let method = head.method.unwrap_or(Method::Other);
+    let admin_path = path == "/metrics";
+    if (on == Listener::Admin && !admin_path && path != "/healthz")
+        || (on == Listener::Public && admin_path)
+    {
+        return err(404, "not found");
+    }
     let (role, rest) = if let Some(r) = path.strip_prefix("/sub/") {
         (Role::Sub, r)
     } else if let Some(r) = path.strip_prefix("/pubsub/") {
@@ -162,32 +180,57 @@ mod tests {
         }
     }
 
+    fn route_main(h: &RequestHead, o: Option<&[String]>) -> Route {
+        route(h, o, Listener::Main)
+    }
+
+    #[test]
+    fn admin_endpoints_live_on_the_admin_listener_when_there_is_one() {
+        let status = |path: &str, on| match route(&head(Method::Get, path), None, on) {
+            Route::Error { err, .. } => err.status,
+            _ => 200,
+        };
+        assert_eq!(status("/metrics", Listener::Admin), 200);
+        assert_eq!(status("/healthz", Listener::Admin), 200);
+        assert_eq!(status("/sub/a", Listener::Admin), 404);
+        assert_eq!(status("/echo", Listener::Admin), 404);
+        assert_eq!(status("/metrics", Listener::Public), 404);
+        assert_eq!(status("/healthz", Listener::Public), 200);
+        assert_eq!(status("/metrics", Listener::Main), 200);
+    }
+
     #[test]
     fn routes() {
         assert!(
-            matches!(route(&head(Method::Get, "/nope"), None), Route::Error { err, .. } if err.status == 404)
+            matches!(route_main(&head(Method::Get, "/nope"), None), Route::Error { err, .. } if err.status == 404)
         );
         assert!(
-            matches!(route(&head(Method::Post, "/sub/a"), None), Route::Error { err, .. } if err.status == 405)
+            matches!(route_main(&head(Method::Post, "/sub/a"), None), Route::Error { err, .. } if err.status == 405)
         );
         assert!(
-            matches!(route(&head(Method::Other, "/pub/a"), None), Route::Error { err, .. } if err.status == 405)
+            matches!(route_main(&head(Method::Other, "/pub/a"), None), Route::Error { err, .. } if err.status == 405)
         );
         assert!(
-            matches!(route(&head(Method::Get, "/sub/a%20b"), None), Route::Error { err, .. } if err.status == 400)
+            matches!(route_main(&head(Method::Get, "/sub/a%20b"), None), Route::Error { err, .. } if err.status == 400)
         );
         assert!(matches!(
-            route(&head(Method::Get, "/healthz"), None),
+            route_main(&head(Method::Get, "/healthz"), None),
             Route::Healthz
         ));
         assert!(matches!(
-            route(&head(Method::Get, "/metrics?x=1"), None),
+            route_main(&head(Method::Get, "/metrics?x=1"), None),
             Route::Metrics
         ));
         let mut h = head(Method::Post, "/pub/t");
         h.content_type = Some("application/json; charset=utf-8".into());
-        assert!(matches!(route(&h, None), Route::Post { text: true, .. }));
+        assert!(matches!(
+            route_main(&h, None),
+            Route::Post { text: true, .. }
+        ));
         h.content_type = Some("application/octet-stream".into());
-        assert!(matches!(route(&h, None), Route::Post { text: false, .. }));
+        assert!(matches!(
+            route_main(&h, None),
+            Route::Post { text: false, .. }
+        ));
     }
 }

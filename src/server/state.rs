@@ -13,13 +13,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::task::Waker;
 use std::time::Instant;
 
+use crate::auth::Verifier;
 use crate::config::Config;
 use crate::metrics::CoreMetrics;
 use crate::pubsub::epoch::Epochs;
 use crate::pubsub::history::HistoryLimits;
 use crate::pubsub::{Bus, Interest, PubSub};
 
+use super::authn::{LOG_LINES_PER_SECOND, LogLimit, PerIp};
 use super::conns::{Conns, Limits};
+use super::extras::ExtrasTable;
 use super::poller::Poller;
 
 /// Size of the per-core read buffer.
@@ -50,6 +53,10 @@ pub struct Global {
     pub draining_workers: AtomicUsize,
     /// `wss://`: every listener speaks TLS.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Token verification (`--auth-key`, `--auth-jwks`); `None`: auth is off.
+    pub verifier: Option<Arc<Verifier>>,
+    /// `--max-connections-per-ip`.
+    pub per_ip: Option<PerIp>,
     /// When the server started.
     pub started: Instant,
 }
@@ -61,8 +68,11 @@ impl Global {
         bus: Bus,
         workers: usize,
         tls: Option<Arc<rustls::ServerConfig>>,
+        verifier: Option<Arc<Verifier>>,
     ) -> Self {
         Global {
+            verifier,
+            per_ip: cfg.max_connections_per_ip.map(PerIp::new),
             cfg,
             interest: Arc::new(Interest::new(workers)),
             bus,
@@ -102,6 +112,8 @@ pub struct Shared {
     pub rbuf: RefCell<Box<[u8]>>,
     /// Decrypted bytes of a TLS connection (only used with `--tls-cert`).
     pub pbuf: RefCell<Box<[u8]>>,
+    /// Log lines about tokens.
+    pub log_limit: LogLimit,
     epoch: Instant,
 }
 
@@ -119,6 +131,10 @@ pub struct Core {
     pub drain_waker: Option<Waker>,
     /// WebSockets that finished their close handshake while draining.
     pub drain_clean: usize,
+    /// State only some connections need.
+    pub extras: ExtrasTable,
+    /// Connections whose reading is paused by `--max-publish-rate` (key, generation).
+    pub rate_paused: Vec<(u32, u32)>,
 }
 
 impl Shared {
@@ -156,12 +172,15 @@ impl Shared {
                 ws_open: 0,
                 drain_waker: None,
                 drain_clean: 0,
+                extras: ExtrasTable::default(),
+                rate_paused: Vec::new(),
             }),
             rbuf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
             pbuf: RefCell::new(
                 vec![0u8; if global.tls.is_some() { READ_BUF } else { 0 }].into_boxed_slice(),
             ),
             global,
+            log_limit: LogLimit::new(LOG_LINES_PER_SECOND),
             epoch: Instant::now(),
         }))
     }

@@ -19,7 +19,7 @@ use crate::proto::encode::server_frame;
 use super::conn::flag;
 use super::conns::ms;
 use super::lifecycle::Expiry;
-use super::state::Shared;
+use super::state::{Core, Shared};
 
 /// One empty ping frame, shared by every connection.
 static PING: LazyLock<Bytes> = LazyLock::new(|| server_frame(OpCode::Ping, &[]));
@@ -47,8 +47,12 @@ pub async fn sweeper(sh: Rc<Shared>) {
     loop {
         monoio::time::sleep(tick).await;
         let now = sh.now_ms();
+        let unix = crate::auth::now_unix_secs().min(u64::from(u32::MAX)) as u32;
         let mut core = sh.core.borrow_mut();
         core.conns.now = now;
+        if !core.rate_paused.is_empty() {
+            resume_rate_paused(&sh, &mut core, now);
+        }
         let housekeeping = now.wrapping_sub(last_housekeeping) >= HOUSEKEEPING_EVERY_MS;
         let mut max_buffered = 0usize;
         for (key, c) in core.conns.slab.iter_mut() {
@@ -61,7 +65,7 @@ pub async fn sweeper(sh: Rc<Shared>) {
                     c.out.release_if_empty();
                 }
             }
-            if let Some(e) = c.expiry(now, idle) {
+            if let Some(e) = c.expiry(now, unix, idle) {
                 expired.push((key as u32, e));
             }
         }
@@ -88,6 +92,12 @@ pub async fn sweeper(sh: Rc<Shared>) {
                     sh.metrics.close_timeouts.inc();
                     core.conns.kill(key);
                 }
+                Expiry::Token => {
+                    sh.metrics.token_expired.inc();
+                    let sub = core.extras.get(key).and_then(|e| e.sub.clone());
+                    super::authn::log(&sh, "expir", sub.as_deref(), None);
+                    core.conns.fail(key, 1008, "token expired", false);
+                }
                 Expiry::Ping => {
                     core.conns.enqueue(key, PING.clone());
                     if let Some(c) = core.conns.get_mut(key) {
@@ -96,6 +106,29 @@ pub async fn sweeper(sh: Rc<Shared>) {
                 }
             }
         }
+    }
+}
+
+/// Resume reading the connections whose publish-rate budget has refilled.
+fn resume_rate_paused(sh: &Shared, core: &mut Core, now: u32) {
+    let Some(rate) = sh.cfg().max_publish_rate else {
+        return;
+    };
+    let paused = std::mem::take(&mut core.rate_paused);
+    for (key, generation) in paused {
+        if core.conns.get_gen_mut(key, generation).is_none() {
+            continue;
+        }
+        let ready = core
+            .extras
+            .get_mut(key)
+            .and_then(|e| e.bucket.as_mut())
+            .is_none_or(|b| b.has_budget(rate, now));
+        if !ready {
+            core.rate_paused.push((key, generation));
+            continue;
+        }
+        super::ws::resume_after_rate(sh, core, key);
     }
 }
 

@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
+use crate::auth::Identity;
 use crate::metrics::Reject;
 use crate::proto::handshake::{self, HttpError, RequestHead};
 use crate::proto::query::split_target;
@@ -49,17 +50,30 @@ fn negotiate(
     Ok((encoding, resume))
 }
 
-/// Switch connection `key` to a WebSocket in `role`. An `Err` is answered by the caller
-/// (the connection stays HTTP and is closed after the answer).
-pub fn upgrade(
-    sh: &Shared,
-    core: &mut Core,
-    key: u32,
-    role: Role,
-    topics: &[String],
-    accept: &str,
-    head: &RequestHead,
-) -> Result<(), HttpError> {
+/// A routed upgrade request whose token (if auth is on) was accepted.
+pub struct Upgrade<'a> {
+    /// What the WebSocket is for.
+    pub role: Role,
+    /// Its topics.
+    pub topics: &'a [String],
+    /// The `Sec-WebSocket-Accept` value.
+    pub accept: &'a str,
+    /// The request head.
+    pub head: &'a RequestHead,
+    /// The verified token's identity (auth on).
+    pub identity: Option<Identity>,
+}
+
+/// Switch connection `key` to a WebSocket. An `Err` is answered by the caller (the
+/// connection stays HTTP and is closed after the answer).
+pub fn upgrade(sh: &Shared, core: &mut Core, key: u32, up: Upgrade<'_>) -> Result<(), HttpError> {
+    let Upgrade {
+        role,
+        topics,
+        accept,
+        head,
+        identity,
+    } = up;
     if sh.global.draining.load(Ordering::Relaxed) {
         sh.metrics.reject(Reject::Draining);
         return Err(HttpError {
@@ -68,6 +82,18 @@ pub fn upgrade(
         });
     }
     let (encoding, resume) = negotiate(role, topics, head)?;
+    if let (Some(per_ip), Some(e)) = (&sh.global.per_ip, core.extras.get_mut(key))
+        && let Some(ip) = e.ip
+    {
+        if !per_ip.acquire(ip) {
+            sh.metrics.reject(Reject::PerIp);
+            return Err(HttpError {
+                status: 429,
+                reason: "too many connections from this address",
+            });
+        }
+        e.ip_counted = true;
+    }
     let max = sh.cfg().max_connections;
     if sh.global.websockets.fetch_add(1, Ordering::AcqRel) >= max {
         sh.global.websockets.fetch_sub(1, Ordering::AcqRel);
@@ -83,6 +109,15 @@ pub fn upgrade(
     };
     let generation = c.generation;
     c.upgraded(role);
+    if let Some(id) = identity {
+        c.exp = id.exp.clamp(1, u64::from(u32::MAX)) as u32;
+        if let Some(sub) = id.sub {
+            core.extras.entry(key).sub = Some(sub.into());
+        }
+    }
+    let Some(c) = core.conns.get_mut(key) else {
+        return Ok(());
+    };
     c.encoding = encoding;
     c.decoder = Some(Decoder::new(DecoderConfig {
         role: ProtoRole::Server,

@@ -38,6 +38,8 @@ pub struct WorkerArgs {
     pub metrics: Arc<CoreMetrics>,
     /// Its listeners (one per `--listen` address).
     pub listeners: Vec<StdListener>,
+    /// Its admin listener (`--admin-listen`), if any.
+    pub admin_listeners: Vec<StdListener>,
     /// Its inbox.
     pub inbox: flume::Receiver<Batch>,
     /// Shutdown.
@@ -84,9 +86,10 @@ async fn worker_main(args: WorkerArgs) -> DrainReport {
         }
     };
     let mut listeners = Vec::new();
-    for l in args.listeners {
+    let admin = args.admin_listeners.into_iter().map(|l| (l, true));
+    for (l, is_admin) in args.listeners.into_iter().map(|l| (l, false)).chain(admin) {
         match TcpListener::from_std(l) {
-            Ok(l) => listeners.push(Rc::new(l)),
+            Ok(l) => listeners.push((Rc::new(l), is_admin)),
             Err(e) => {
                 let _ = args.ready.send(Err(format!(
                     "worker {}: cannot register listener: {e}",
@@ -97,8 +100,13 @@ async fn worker_main(args: WorkerArgs) -> DrainReport {
         }
     }
     let canceller = Canceller::new();
-    for l in &listeners {
-        monoio::spawn(accept_loop(sh.clone(), l.clone(), canceller.handle()));
+    for (l, admin) in &listeners {
+        monoio::spawn(accept_loop(
+            sh.clone(),
+            l.clone(),
+            *admin,
+            canceller.handle(),
+        ));
     }
     drop(listeners);
     monoio::spawn(readiness::run(sh.clone()));

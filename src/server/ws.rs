@@ -5,11 +5,14 @@
 
 use crate::metrics::close_slot;
 use crate::proto::encode::{server_close_frame, server_frame};
+use crate::proto::v1::{ClientCommand, parse_command};
 use crate::proto::{Event, OpCode, Payload};
-use crate::pubsub::{Origin, Publication, TopicId};
+use crate::pubsub::{Encoding, Origin, Publication, TopicId};
 use crate::role::Role;
 
+use super::authn;
 use super::conn::{NO_TOPIC, State, flag};
+use super::extras::Bucket;
 use super::outqueue::Frame;
 use super::state::{Core, Shared};
 
@@ -41,6 +44,17 @@ pub fn input(sh: &Shared, core: &mut Core, key: u32, data: &mut [u8]) {
             continue;
         };
         open = on_event(sh, core, key, role, pub_topic, ev);
+        if open
+            && off < data.len()
+            && core
+                .conns
+                .get(key)
+                .is_some_and(|c| c.has(flag::RATE_PAUSED))
+        {
+            // Out of publish-rate budget: the rest waits for it (see `spend_budget`).
+            core.extras.entry(key).stash.extend_from_slice(&data[off..]);
+            break;
+        }
     }
     if open
         && let Some(c) = core.conns.get_mut(key)
@@ -103,11 +117,96 @@ fn on_message(
         }
         Role::Pub | Role::PubSub => {
             publish(sh, core, topic, opcode, p.as_slice());
+            spend_budget(sh, core, key);
             true
         }
+        Role::Sub if opcode == OpCode::Text => match parse_command(p.as_slice()) {
+            Some(ClientCommand::Auth(token)) => refresh_token(sh, core, key, token),
+            None => {
+                core.conns
+                    .fail(key, 1008, "subscribers may not send messages", false);
+                false
+            }
+        },
         Role::Sub | Role::Http => {
             core.conns
                 .fail(key, 1008, "subscribers may not send messages", false);
+            false
+        }
+    }
+}
+
+/// `--max-publish-rate`: one message of the connection's budget; once it is spent the
+/// connection is neither read nor its already-read input processed until the sweeper finds
+/// the budget refilled (`resume_after_rate`): backpressure, nothing is lost.
+fn spend_budget(sh: &Shared, core: &mut Core, key: u32) {
+    let Some(rate) = sh.cfg().max_publish_rate else {
+        return;
+    };
+    let now = core.conns.now;
+    let bucket = core
+        .extras
+        .entry(key)
+        .bucket
+        .get_or_insert_with(|| Bucket::full(rate, now));
+    if !bucket.take(rate, now)
+        && let Some(c) = core.conns.get(key)
+        && !c.has(flag::RATE_PAUSED)
+    {
+        let generation = c.generation;
+        sh.metrics.rate_limited.inc();
+        core.conns.set_rate_paused(key, true);
+        core.rate_paused.push((key, generation));
+    }
+}
+
+/// The publish-rate budget of `key` refilled: process what was stashed, then read again
+/// (unless the stash spent the budget again).
+pub fn resume_after_rate(sh: &Shared, core: &mut Core, key: u32) {
+    let mut stash = core
+        .extras
+        .get_mut(key)
+        .map(|e| std::mem::take(&mut e.stash))
+        .unwrap_or_default();
+    core.conns.set_rate_paused(key, false);
+    if !stash.is_empty() {
+        input(sh, core, key, &mut stash);
+    }
+}
+
+/// `auth <jwt>` from a `ringcast.v1` subscriber: the new token must verify and still grant
+/// the connection's topics; it then replaces the old one (its `exp` with it). A refused
+/// token fails the connection with 1008 at once.
+fn refresh_token(sh: &Shared, core: &mut Core, key: u32, token: &str) -> bool {
+    let v1 = core
+        .conns
+        .get(key)
+        .is_some_and(|c| c.encoding == Encoding::V1);
+    if sh.global.verifier.is_none() || !v1 {
+        core.conns
+            .fail(key, 1008, "subscribers may not send messages", false);
+        return false;
+    }
+    let topics: Vec<String> = core
+        .conns
+        .get(key)
+        .map(|c| {
+            c.topics
+                .iter()
+                .filter_map(|&t| core.pubsub.topics.get(t).map(|t| t.shared.name.to_string()))
+                .collect()
+        })
+        .unwrap_or_default();
+    match authn::reauth(sh, token, Role::Sub, &topics) {
+        Ok(id) => {
+            if let Some(c) = core.conns.get_mut(key) {
+                c.exp = id.exp.clamp(1, u64::from(u32::MAX)) as u32;
+            }
+            core.extras.entry(key).sub = id.sub.map(Into::into);
+            true
+        }
+        Err(_) => {
+            core.conns.fail(key, 1008, "token refused", false);
             false
         }
     }

@@ -174,6 +174,17 @@ impl Server {
     }
 
     /// Did the server announce a TLS listener (`listening on ADDR (tls)`)?
+    /// The admin listener's address (`admin listening on ADDR`, printed after the main
+    /// listeners'), waiting for the line.
+    pub fn admin_addr(&self) -> SocketAddr {
+        wait_until(READY_TIMEOUT, "the admin listener's line", || {
+            self.stdout_lines().iter().find_map(|l| {
+                l.strip_prefix("admin listening on ")
+                    .and_then(|a| a.trim().parse().ok())
+            })
+        })
+    }
+
     pub fn is_tls(&self) -> bool {
         self.tls
     }
@@ -1109,7 +1120,11 @@ impl<S: Transport> WsClient<S> {
     }
 
     pub fn expect_text(&mut self) -> Vec<u8> {
-        match self.recv_event(STEP) {
+        self.recv_text_within(STEP)
+    }
+
+    pub fn recv_text_within(&mut self, timeout: Duration) -> Vec<u8> {
+        match self.recv_event(timeout) {
             WsEvent::Text(b) => b,
             other => panic!("expected a text message, got {}", other.short()),
         }
