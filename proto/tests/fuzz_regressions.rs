@@ -53,3 +53,41 @@ fn invalid_close_frame_releases_the_message_buffer() {
     assert_eq!(d.buffered_capacity(), 0);
     assert_eq!(d.decode(&mut []).expect_err("stays failed"), e);
 }
+
+/// Decimal durations were parsed through `f64` and were off by up to ~100 ns from 10⁷ s
+/// on (`16777217.000000001s` gave `16777217s`), against "rounded to the nanosecond"; and
+/// a value just over the 10⁹ s limit was rounded into range and accepted.
+#[test]
+fn decimal_durations_are_exact() {
+    use ringcast_proto::units::parse_duration;
+    use std::time::Duration;
+    for (text, want) in [
+        ("16777217.000000001s", Duration::new(16_777_217, 1)),
+        (
+            "123456789.123456789s",
+            Duration::new(123_456_789, 123_456_789),
+        ),
+        (
+            "999999999.999999999s",
+            Duration::new(999_999_999, 999_999_999),
+        ),
+        ("999999999.9999999995s", Duration::from_secs(1_000_000_000)),
+        ("0.0000000005s", Duration::from_nanos(1)),
+        ("0.00000000049999999999999s", Duration::ZERO),
+        ("1.5s", Duration::from_millis(1500)),
+        (".5ms", Duration::from_micros(500)),
+        ("2.ms", Duration::from_millis(2)),
+        ("0.1m", Duration::from_secs(6)),
+        ("1.00000000001m", Duration::new(60, 1)),
+        (
+            "277777.7777777777776h",
+            Duration::new(999_999_999, 999_999_999),
+        ),
+        ("277777.7777777777777h", Duration::from_secs(1_000_000_000)),
+    ] {
+        assert_eq!(parse_duration(text), Ok(want), "{text}");
+    }
+    for text in ["1000000000.0000000005s", "1.2.3s", ".s", "16666666.67m"] {
+        assert!(parse_duration(text).is_err(), "{text}");
+    }
+}
