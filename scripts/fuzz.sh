@@ -61,7 +61,7 @@ if ((asan)); then
 fi
 mkdir -p "$WORK"
 BUILD="$WORK/build"
-BIN="$BUILD/x86_64-unknown-linux-gnu/release"
+BIN="$BUILD/$(rustc -vV | sed -n 's/^host: //p')/release"  # cargo fuzz builds for the host
 
 if ((${#targets[@]} == 0)); then
     mapfile -t targets < <(cargo fuzz list --fuzz-dir "$FUZZ_DIR")
