@@ -251,10 +251,19 @@ impl Decoder {
             Emit::ControlInput { opcode, start, end } => {
                 match control_event(opcode, input.get(start..end).unwrap_or_default()) {
                     Ok(ev) => ev,
-                    Err(e) => return Err(fail_state(&mut self.state, e)),
+                    Err(e) => return Err(self.fail(e)),
                 }
             }
             Emit::ControlBuf { opcode, len } => {
+                // Checked first on its own: the event returned below borrows `ctrl` for
+                // 'a, which would forbid `fail` (releasing `ctrl` and `msg`) on its error.
+                let invalid = match &self.ctrl {
+                    Some(b) => control_event(opcode, b.get(..len).unwrap_or_default()).err(),
+                    None => None,
+                };
+                if let Some(e) = invalid {
+                    return Err(self.fail(e));
+                }
                 let payload = match &self.ctrl {
                     Some(b) => b.get(..len).unwrap_or_default(),
                     None => &[],

@@ -40,7 +40,7 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 }
 
 /// `500ms`, `5s`, `1.5s`, `2m`, `1h`, `250us`, `100ns`; `0` alone means zero (used for
-/// "disabled"). Integers are exact; decimals are rounded to the nanosecond.
+/// "disabled"). Exact: decimals are rounded half up to the nanosecond.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     /// Longest duration accepted, in seconds (about 31 years).
     const MAX_SECS: u64 = 1_000_000_000;
@@ -71,17 +71,18 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
     };
     let out_of_range = || format!("'{s}' is out of range");
-    let nanos: u128 = if num.bytes().all(|b| b.is_ascii_digit()) {
-        let n: u128 = num.parse().map_err(|_| out_of_range())?;
-        n.checked_mul(u128::from(unit_ns))
-            .ok_or_else(out_of_range)?
-    } else {
-        let n: f64 = num.parse().map_err(|_| not_a_duration())?;
-        let ns = (n * unit_ns as f64).round();
-        if !ns.is_finite() || ns < 0.0 || ns > MAX_SECS as f64 * 1e9 {
-            return Err(out_of_range());
+    let nanos: u128 = match num.split_once('.') {
+        None => {
+            let n: u128 = num.parse().map_err(|_| out_of_range())?;
+            n.checked_mul(u128::from(unit_ns))
+                .ok_or_else(out_of_range)?
         }
-        ns as u128
+        Some((int, frac)) => {
+            if frac.contains('.') || (int.is_empty() && frac.is_empty()) {
+                return Err(not_a_duration());
+            }
+            decimal_nanos(int, frac, unit_ns).ok_or_else(out_of_range)?
+        }
     };
     if nanos > u128::from(MAX_SECS) * 1_000_000_000 {
         return Err(out_of_range());
@@ -89,6 +90,28 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs = u64::try_from(nanos / 1_000_000_000).map_err(|_| out_of_range())?;
     let sub = u32::try_from(nanos % 1_000_000_000).map_err(|_| out_of_range())?;
     Ok(Duration::new(secs, sub))
+}
+
+/// `int.frac` × `unit_ns` (both digit strings, either may be empty), rounded half up to
+/// whole nanoseconds, exactly: `f64` is off by up to ~100 ns from 10⁷ s on, which breaks
+/// "rounded to the nanosecond". `None` when it does not fit in `u128`.
+fn decimal_nanos(int: &str, frac: &str, unit_ns: u64) -> Option<u128> {
+    let unit = u128::from(unit_ns);
+    let int = int.trim_start_matches('0');
+    let whole = if int.is_empty() {
+        0
+    } else {
+        int.parse::<u128>().ok()?.checked_mul(unit)?
+    };
+    // Long multiplication of the fraction's digits by the unit, from the last digit: the
+    // carry out of the first digit is the whole nanoseconds, and the digit left there is
+    // the product's first digit below a nanosecond, which alone decides half-up rounding.
+    let (mut carry, mut tenths) = (0u128, 0u128);
+    for d in frac.bytes().rev() {
+        let v = u128::from(d.wrapping_sub(b'0')) * unit + carry;
+        (carry, tenths) = (v / 10, v % 10);
+    }
+    whole.checked_add(carry + u128::from(tenths >= 5))
 }
 
 /// Render a size the way the flags accept it (for `--print-config` and logs).
