@@ -166,11 +166,14 @@ fn http_request() -> Seeds {
 
 fn http_response() -> Seeds {
     let key = client_key(*b"ringcast-fuzzing");
-    let mut ok = response_101(&accept_key(&key));
+    let mut ok = response_101(&accept_key(&key), None, None);
     ok.extend_from_slice(b"\x81\x02hi");
     let responses: Vec<(&str, Vec<u8>)> = vec![
         ("101", ok),
-        ("101-wrong-accept", response_101(&accept_key("other"))),
+        (
+            "101-wrong-accept",
+            response_101(&accept_key("other"), None, None),
+        ),
         (
             "426",
             error_response(426, "need 13", &[("Sec-WebSocket-Version", "13")]),

@@ -82,6 +82,11 @@ fn check_head(buf: &[u8], max_head: usize, h: &RequestHead) {
     match check_upgrade(h) {
         Ok(accept) => {
             assert!(h.upgrade_websocket && h.connection_upgrade);
+            // RFC 6455 §4.1: an upgrade is HTTP/1.1 with a Host.
+            assert!(
+                h.http11 && h.host.is_some(),
+                "HTTP/1.0 or Host-less upgrade accepted"
+            );
             assert_eq!(h.ws_version.as_deref(), Some("13"));
             let key = h.ws_key.as_deref().unwrap_or_default();
             // 16 bytes in base64 are 22 characters and "==".
@@ -90,13 +95,14 @@ fn check_head(buf: &[u8], max_head: usize, h: &RequestHead) {
                 "key {key:?} accepted"
             );
             assert_eq!(accept, accept_key(key));
-            let resp = response_101(&accept);
+            let resp = response_101(&accept, Some("ringcast.v1"), None);
             let parsed = parse_response(&resp).ok().flatten();
             let Some(r) = parsed else {
                 panic!("our own 101 does not parse: {resp:?}")
             };
             assert_eq!((r.status, r.head_len), (101, resp.len()));
             assert_eq!(check_response(&r, key), Ok(()));
+            assert_eq!(r.protocol.as_deref(), Some("ringcast.v1"));
         }
         Err(e) => {
             assert!(
