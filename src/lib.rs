@@ -6,8 +6,10 @@
 //! - [`server`]: sockets, workers, the flush cycle, timers and shutdown.
 //! - [`config`]: flags and their validation; [`metrics`]: counters and exposition.
 //! - [`check`]: `ringcast check`, the host-limits check and capacity plan.
+//! - [`cluster`]: the link to NATS JetStream that sequences publishes across nodes.
 
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod pubsub;
