@@ -221,14 +221,16 @@ impl Node {
     fn on_link(&mut self) {
         let connected = self.link.borrow_and_update().connected;
         if connected {
-            // A new connection: check the stream (it may have been re-created) and replace
-            // the consumer (it may be gone with the server that held it).
+            // A new connection: check the stream (it may have been re-created). The consumer
+            // is kept: if it survived (it lives on a server that did not go away) reading
+            // goes on without a re-creation, which in a NATS cluster waits for the meta
+            // leader; if it is gone, the pull reports an error or missed heartbeats within
+            // two heartbeats and a new one resumes at `cursor + 1`. A message lost in between
+            // shows as a consumer-sequence gap and is read again the same way.
             self.setup = true;
-            self.drop_run();
             self.schedule(Instant::now());
         } else {
             self.shared.set_available(false);
-            self.drop_run();
             self.answer_waiters_err(InterestError::Unavailable);
         }
     }
@@ -345,12 +347,13 @@ impl Node {
             return;
         }
         if self.setup {
-            match ensure_stream(&self.js, &self.shared.settings).await {
+            match self.check_stream().await {
                 Ok((stream, epoch)) => {
                     if self.epoch.as_ref().is_some_and(|e| *e != epoch) {
                         // The stream was deleted and created again: every message in it
                         // is new to this node.
                         tracing::warn!(%epoch, "cluster stream has a new epoch");
+                        self.drop_run();
                         self.cursor = 0;
                         self.resume = true;
                     }
@@ -431,6 +434,19 @@ impl Node {
                 self.retry_later();
             }
         }
+    }
+
+    /// The stream and its epoch: created or updated to the settings the first time; after
+    /// that only read (a stream-info request answered by the stream leader, so a reconnect
+    /// does not wait for the JetStream meta leader), and set up again if it is gone.
+    async fn check_stream(&self) -> Result<(JsStream, Epoch), String> {
+        if let Some(stream) = &self.stream
+            && let Ok((epoch, last)) = stream_position(stream).await
+        {
+            self.shared.state.saw_seq(last);
+            return Ok((stream.clone(), epoch));
+        }
+        ensure_stream(&self.js, &self.shared.settings).await
     }
 
     fn answer_ready(&mut self, from: u64) {
