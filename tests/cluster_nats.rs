@@ -361,6 +361,55 @@ fn interest_churn_is_batched_into_few_consumer_updates() {
 }
 
 #[test]
+fn many_topics_use_many_filters_then_the_whole_stream() {
+    let nats = NatsServer::start();
+    let a = node(settings(vec![nats.url()], "rc12"));
+    let b = node(settings(vec![nats.url()], "rc12"));
+    available(&a);
+    available(&b);
+    let mut want = |n: usize| {
+        let (tx, rx) = mpsc::channel();
+        for i in 0..n {
+            let tx = tx.clone();
+            a.h.add_interest(
+                &format!("many.{i}"),
+                Box::new(move |r| {
+                    let _ = tx.send(r.is_ok());
+                }),
+            )
+            .unwrap();
+        }
+        for _ in 0..n {
+            assert!(rx.recv_timeout(STEP).unwrap());
+        }
+    };
+    // Below MAX_FILTER_SUBJECTS: one consumer with 300 subject filters.
+    want(300);
+    publish(&b, "unwanted", true, b"u").unwrap();
+    let p = publish(&b, "many.299", true, b"w").unwrap();
+    a.sink
+        .wait("many.299", |m| m.iter().any(|(d, _)| d.seq == p.seq));
+    assert_eq!(
+        a.h.state().received.load(Relaxed),
+        1,
+        "filtered by the server"
+    );
+    // Above it: the consumer reads every subject, the node filters.
+    want(ringcast::cluster::MAX_FILTER_SUBJECTS + 100);
+    publish(&b, "unwanted", true, b"u").unwrap();
+    let p = publish(&b, "many.1000", true, b"w").unwrap();
+    let got = a
+        .sink
+        .wait("many.1000", |m| m.iter().any(|(d, _)| d.seq == p.seq));
+    assert_eq!(got.len(), 2);
+    assert_eq!(
+        a.h.state().received.load(Relaxed),
+        3,
+        "read everything, delivered only wanted"
+    );
+}
+
+#[test]
 fn ready_means_no_later_message_is_missed() {
     let nats = NatsServer::start();
     let a = node(settings(vec![nats.url()], "rc5"));
@@ -476,7 +525,7 @@ fn nats_restart_publishes_fail_promptly_and_nothing_acked_is_lost() {
     let mut acked = Vec::new();
     let mut sent = HashSet::new();
     let mut i = 0u32;
-    let mut publish_some = |count: u32, acked: &mut Vec<u64>| {
+    let mut publish_some = |count: u32, acked: &mut Vec<u64>, sent: &mut HashSet<String>| {
         for _ in 0..count {
             let payload = format!("m{i}");
             i += 1;
@@ -486,10 +535,36 @@ fn nats_restart_publishes_fail_promptly_and_nothing_acked_is_lost() {
             }
         }
     };
-    publish_some(100, &mut acked);
+    publish_some(100, &mut acked, &mut sent);
     assert_eq!(acked.len(), 100);
 
+    // Publishes in flight when the server dies are answered promptly: stored, or failed
+    // with a reason (never silently dropped, never left waiting for the ack timeout).
+    let inflight: Vec<_> = (0..2000)
+        .filter_map(|k| publish_async(&a, "r", true, format!("f{k}").as_bytes()).ok())
+        .collect();
+    for k in 0..2000 {
+        sent.insert(format!("f{k}"));
+    }
     nats.kill();
+    let killed = Instant::now();
+    for rx in &inflight {
+        match rx.recv_timeout(STEP).expect("every ack answered") {
+            Ok(p) => acked.push(p.seq),
+            Err(e) => assert!(
+                matches!(e, PublishError::Disconnected | PublishError::Unavailable),
+                "{e}"
+            ),
+        }
+    }
+    let answered = killed.elapsed();
+    println!(
+        "restart: {} in-flight publishes answered {answered:?} after the kill ({} stored)",
+        inflight.len(),
+        acked.len() - 100
+    );
+    assert!(answered < Duration::from_secs(2), "{answered:?}");
+    let before_restart = acked.len();
     wait_until(STEP, "unavailable", || {
         (!a.h.state().is_available()).then_some(())
     });
@@ -510,8 +585,8 @@ fn nats_restart_publishes_fail_promptly_and_nothing_acked_is_lost() {
     available(&a);
     available(&b);
     assert_eq!(a.h.epoch(), epoch, "same stream, same epoch");
-    publish_some(100, &mut acked);
-    assert_eq!(acked.len(), 200);
+    publish_some(100, &mut acked, &mut sent);
+    assert_eq!(acked.len(), before_restart + 100);
     let last = *acked.last().unwrap();
     let got = b
         .sink
@@ -592,6 +667,95 @@ fn r3_cluster_survives_losing_one_nats_server() {
     assert!(acked.iter().all(|s| delivered.contains(s)));
     println!(
         "r3: one of three nats-servers killed; publish+delivery back after {recovered:?} ({failures} failed publishes meanwhile)"
+    );
+}
+
+#[test]
+fn a_blocked_deliver_stops_the_reading_and_loses_nothing() {
+    let nats = NatsServer::start();
+    let a = node(settings(vec![nats.url()], "rc10"));
+    // B's deliver blocks until the gate opens.
+    let gate = Arc::new((Mutex::new(false), Condvar::new()));
+    let sink = Arc::new(Sink::default());
+    let (g, k) = (gate.clone(), sink.clone());
+    let h = Cluster::start(settings(vec![nats.url()], "rc10"), move |batch| {
+        let (lock, cv) = &*g;
+        let mut open = lock.lock().unwrap();
+        while !*open {
+            open = cv.wait(open).unwrap();
+        }
+        drop(open);
+        let now = Instant::now();
+        k.msgs
+            .lock()
+            .unwrap()
+            .extend(batch.into_iter().map(|d| (d, now)));
+        k.cv.notify_all();
+    })
+    .unwrap();
+    let b = Node { h, sink };
+    available(&a);
+    available(&b);
+    interest(&b, "slow");
+    const N: usize = 5000;
+    let acks: Vec<_> = (0..N)
+        .map(|i| {
+            loop {
+                match publish_async(&a, "slow", false, &(i as u32).to_be_bytes()) {
+                    Ok(rx) => break rx,
+                    Err(PublishError::Overloaded) => std::thread::yield_now(),
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        })
+        .collect();
+    let seqs: Vec<u64> = acks
+        .iter()
+        .map(|rx| rx.recv_timeout(STEP).unwrap().unwrap().seq)
+        .collect();
+    // Blocked longer than two consumer heartbeats: the consumer is replaced meanwhile.
+    std::thread::sleep(Duration::from_secs(3));
+    let received = b.h.state().received.load(Relaxed);
+    assert!(
+        received < N as u64,
+        "kept reading while deliver blocked: {received}"
+    );
+    *gate.0.lock().unwrap() = true;
+    gate.1.notify_all();
+    let got = b.sink.wait_n(N);
+    assert_eq!(got.iter().map(|d| d.seq).collect::<Vec<_>>(), seqs);
+    for (i, d) in got.iter().enumerate() {
+        assert_eq!(&d.payload[..], &(i as u32).to_be_bytes());
+    }
+    println!("blocked deliver: {received} of {N} read while blocked");
+}
+
+#[test]
+fn shutdown_answers_every_publish() {
+    let nats = NatsServer::start();
+    let a = node(settings(vec![nats.url()], "rc11"));
+    available(&a);
+    let acks: Vec<_> = (0..3000)
+        .filter_map(|i| publish_async(&a, "s", true, format!("{i}").as_bytes()).ok())
+        .collect();
+    let t = Instant::now();
+    a.h.shutdown();
+    println!(
+        "shutdown with {} publishes queued took {:?}",
+        acks.len(),
+        t.elapsed()
+    );
+    let mut stored = 0;
+    for rx in acks {
+        match rx.try_recv().expect("answered before shutdown returned") {
+            Ok(_) => stored += 1,
+            Err(e) => assert_eq!(e, PublishError::ShuttingDown),
+        }
+    }
+    assert!(stored > 0);
+    assert_eq!(
+        publish_async(&a, "s", true, b"late").err(),
+        Some(PublishError::Unavailable)
     );
 }
 
