@@ -367,7 +367,7 @@ fn many_topics_use_many_filters_then_the_whole_stream() {
     let b = node(settings(vec![nats.url()], "rc12"));
     available(&a);
     available(&b);
-    let mut want = |n: usize| {
+    let want = |n: usize| {
         let (tx, rx) = mpsc::channel();
         for i in 0..n {
             let tx = tx.clone();
