@@ -63,7 +63,11 @@ const INACTIVE_THRESHOLD: Duration = Duration::from_secs(30);
 /// How long a replacement waits to receive what the old consumer had already sent.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(1);
 const RETRY_MIN: Duration = Duration::from_millis(100);
-const RETRY_MAX: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Deadline of the stream and consumer requests. Short: during a JetStream leader election
+/// requests go unanswered, and the next try after the election should not wait behind one
+/// that started before it.
+const MGMT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What the consumer reads.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -144,7 +148,9 @@ impl Node {
     ) -> Node {
         Node {
             shared,
-            js: async_nats::jetstream::new(client),
+            js: async_nats::jetstream::context::ContextBuilder::new()
+                .timeout(MGMT_TIMEOUT)
+                .build(client),
             stream: None,
             stream_tx,
             epoch: None,

@@ -119,3 +119,23 @@ impl ClusterState {
         self.stream_last_seq.fetch_max(seq, Relaxed);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_quantiles_by_bucket() {
+        let h = RttHistogram::default();
+        assert_eq!(h.quantile_bound_us(0.5), 0);
+        for _ in 0..98 {
+            h.observe(Duration::from_micros(300));
+        }
+        h.observe(Duration::from_millis(20));
+        h.observe(Duration::from_secs(60));
+        assert_eq!(h.count.load(Relaxed), 100);
+        assert_eq!(h.quantile_bound_us(0.5), 500);
+        assert_eq!(h.quantile_bound_us(0.99), 25_000);
+        assert_eq!(h.quantile_bound_us(1.0), u64::MAX);
+    }
+}
