@@ -635,6 +635,7 @@ fn r3_cluster_survives_losing_one_nats_server() {
     let mut failures = 0;
     let mut i = 0;
     let mut last_ack_wait = None;
+    let mut reasons = std::collections::BTreeMap::new();
     while first_after.is_none() {
         assert!(killed_at.elapsed() < Duration::from_secs(60), "no recovery");
         i += 1;
@@ -646,11 +647,16 @@ fn r3_cluster_survives_losing_one_nats_server() {
                     first_after = Some(p.seq);
                     last_ack_wait = Some((started, killed_at.elapsed()));
                 }
-                Err(_) => failures += 1,
+                Err(e) => {
+                    failures += 1;
+                    *reasons.entry(e.label()).or_insert(0u32) += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
             },
-            Err(_) => {
+            Err(e) => {
                 failures += 1;
-                std::thread::sleep(Duration::from_millis(20));
+                *reasons.entry(e.label()).or_insert(0u32) += 1;
+                std::thread::sleep(Duration::from_millis(5));
             }
         }
     }
@@ -679,7 +685,7 @@ fn r3_cluster_survives_losing_one_nats_server() {
     assert!(acked.iter().all(|s| stored.contains(s)));
     assert_eq!(r.last_seq, last);
     println!(
-        "r3: one of three nats-servers killed; publish+delivery back after {recovered:?} ({failures} failed publishes meanwhile; the first stored one was sent/acked at {last_ack_wait:?} after the kill)"
+        "r3: one of three nats-servers killed; publish+delivery back after {recovered:?} ({failures} failed publishes meanwhile: {reasons:?}; the first stored one was sent/acked at {last_ack_wait:?} after the kill)"
     );
 }
 
