@@ -2,14 +2,17 @@
 //!
 //! - [`proto`]: the sans-IO WebSocket core, its own crate (`ringcast-proto`, shared with
 //!   `loadgen`), re-exported here.
-//! - [`pubsub`]: topics, the cross-core interest table and the bounded bus.
+//! - [`pubsub`]: topics, messages, positions, history and the fan-out path.
 //! - [`server`]: sockets, workers, the flush cycle, timers and shutdown.
 //! - [`config`]: flags and their validation; [`metrics`]: counters and exposition.
 //! - [`check`]: `ringcast check`, the host-limits check and capacity plan.
+//! - [`role`]: what a connection is for.
 //! - [`auth`]: JWT verification, topic grants and `ringcast token`.
+//! - [`cluster`]: the link to NATS JetStream that sequences publishes across nodes.
 
 pub mod auth;
 pub mod check;
+pub mod cluster;
 pub mod config;
 pub mod metrics;
 pub mod pubsub;

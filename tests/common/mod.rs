@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use ringcast::proto::decoder::{Decoder, DecoderConfig, Event, Role};
 use ringcast::proto::{OpCode, ProtocolError, encode, handshake};
 
+pub mod nats;
 pub mod procfs;
 pub mod tls;
 
