@@ -26,6 +26,11 @@ impl Epoch {
         Epoch(format!("{:x}", created_unix_nanos.max(0)).into())
     }
 
+    /// The epoch's text, shared.
+    pub fn shared(&self) -> Arc<str> {
+        self.0.clone()
+    }
+
     /// The epoch's text.
     pub fn as_str(&self) -> &str {
         &self.0

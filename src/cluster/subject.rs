@@ -11,7 +11,7 @@
 //! a name that is not a valid topic (callers validate topics with the same rules as the
 //! HTTP layer, `pubsub::topic_name`).
 
-use crate::pubsub::topic_name::parse_topic;
+use crate::proto::topic::parse_topic;
 
 /// Longest stream name accepted (JetStream allows more; ringcast keeps names short because
 /// the stream name prefixes every subject).

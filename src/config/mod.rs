@@ -219,6 +219,38 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", env = "RINGCAST_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
+    /// Join a cluster of ringcast nodes through NATS JetStream (nats://HOST:PORT, comma-
+    /// separated or repeated; NATS ≥ 2.11 with JetStream). Every publish is sequenced by one
+    /// stream, so positions mean the same on every node and a subscriber can resume on any.
+    /// Unset: a single node, no external service.
+    #[arg(
+        long,
+        value_name = "URLS",
+        env = "RINGCAST_CLUSTER",
+        value_delimiter = ','
+    )]
+    pub cluster: Vec<String>,
+
+    /// This node's name in the cluster (logs, NATS connection name) [default: host name
+    /// and PID].
+    #[arg(long, value_name = "ID", env = "RINGCAST_NODE_ID")]
+    pub node_id: Option<String>,
+
+    /// The JetStream stream all nodes share (1-32 of A-Z a-z 0-9 _ -); it is the history:
+    /// --history-size, --history-ttl and --history-memory become its limits.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "RINGCAST_CLUSTER_STREAM",
+        default_value = "ringcast"
+    )]
+    pub cluster_stream: String,
+
+    /// Replicas of the stream (1-5; 3 survives the loss of one NATS server).
+    #[arg(long, value_name = "N", env = "RINGCAST_CLUSTER_REPLICAS", default_value_t = 1,
+          value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub cluster_replicas: u8,
+
     /// PEM certificate chain: serve wss:// (requires --tls-key).
     #[arg(
         long,
@@ -281,6 +313,20 @@ impl fmt::Display for Invalid {
 
 impl std::error::Error for Invalid {}
 
+/// `<host name>-<PID>`.
+fn default_node_id() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: `buf` is writable for its length; gethostname writes at most that much.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let host = if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "ringcast".into()
+    };
+    format!("{host}-{}", std::process::id())
+}
+
 /// The largest `--max-payload` (a frame's written part is counted in 32 bits).
 pub const MAX_PAYLOAD_LIMIT: usize = 1 << 30;
 
@@ -301,6 +347,11 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// NATS URLs; empty: single node.
+    pub cluster: Vec<String>,
+    pub node_id: String,
+    pub cluster_stream: String,
+    pub cluster_replicas: usize,
     pub auth_key: Vec<PathBuf>,
     pub auth_jwks: Option<PathBuf>,
     pub auth_issuer: Option<String>,
@@ -391,6 +442,10 @@ impl Config {
             shutdown_timeout: a.shutdown_timeout,
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
+            cluster: a.cluster,
+            node_id: a.node_id.unwrap_or_else(default_node_id),
+            cluster_stream: a.cluster_stream,
+            cluster_replicas: usize::from(a.cluster_replicas),
             auth_key: a.auth_key,
             auth_jwks: a.auth_jwks,
             auth_issuer: a.auth_issuer,

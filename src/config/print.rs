@@ -79,6 +79,18 @@ impl Config {
             "shutdown_timeout",
             s(format_duration(self.shutdown_timeout)),
         );
+        if self.cluster.is_empty() {
+            let _ = writeln!(out, "# cluster: not set, a single node");
+        } else {
+            line(&mut out, "cluster", strings(self.cluster.clone()));
+        }
+        line(&mut out, "node_id", s(self.node_id.clone()));
+        line(&mut out, "cluster_stream", s(self.cluster_stream.clone()));
+        line(
+            &mut out,
+            "cluster_replicas",
+            self.cluster_replicas.to_string(),
+        );
         if self.auth_key.is_empty() {
             let _ = writeln!(out, "# auth_key: not set");
         } else {

@@ -10,11 +10,13 @@ use super::{
 
 /// Process-wide values that are not per-worker counters.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Globals {
+pub struct Globals<'a> {
     /// Worker threads.
     pub workers: usize,
     /// Shutting down.
     pub draining: bool,
+    /// The cluster link's state (`--cluster`).
+    pub cluster: Option<&'a crate::cluster::ClusterState>,
 }
 
 struct Out<'a> {
@@ -87,8 +89,90 @@ impl Out<'_> {
     }
 }
 
+/// The cluster link's figures.
+fn cluster(o: &mut Out<'_>, cs: &crate::cluster::ClusterState) {
+    use crate::cluster::{PublishError, RTT_BOUNDS_US};
+    use std::sync::atomic::Ordering::Relaxed;
+    o.header(
+        "ringcast_cluster_connected",
+        "gauge",
+        "1 while the NATS JetStream stream is reachable (publishes accepted).",
+    );
+    o.value("ringcast_cluster_connected", u8::from(cs.is_available()));
+    for (name, help, v) in [
+        (
+            "ringcast_cluster_published_total",
+            "Publishes acknowledged by the stream (this node).",
+            cs.published.load(Relaxed),
+        ),
+        (
+            "ringcast_cluster_received_total",
+            "Messages received from the stream by this node's consumer.",
+            cs.received.load(Relaxed),
+        ),
+        (
+            "ringcast_cluster_consumer_updates_total",
+            "Consumers created (interest changes applied, re-creations after errors).",
+            cs.consumer_updates.load(Relaxed),
+        ),
+        (
+            "ringcast_cluster_disconnects_total",
+            "Times the NATS connection was lost.",
+            cs.disconnects.load(Relaxed),
+        ),
+    ] {
+        o.header(name, "counter", help);
+        o.value(name, v);
+    }
+    o.header(
+        "ringcast_cluster_consumer_lag",
+        "gauge",
+        "Messages of this node's topics the stream holds that its consumer has not received yet.",
+    );
+    o.value(
+        "ringcast_cluster_consumer_lag",
+        cs.consumer_pending.load(Relaxed),
+    );
+    o.header(
+        "ringcast_cluster_topics",
+        "gauge",
+        "Topics this node receives from the stream.",
+    );
+    o.value("ringcast_cluster_topics", cs.interest_topics.load(Relaxed));
+    o.header(
+        "ringcast_cluster_publish_failed_total",
+        "counter",
+        "Publishes the stream did not accept, by reason.",
+    );
+    for r in PublishError::ALL {
+        o.labelled(
+            "ringcast_cluster_publish_failed_total",
+            "reason",
+            r.label(),
+            cs.publish_failures(r),
+        );
+    }
+    let name = "ringcast_cluster_publish_rtt_seconds";
+    o.header(
+        name,
+        "histogram",
+        "Publish round trip to the stream (queued → acknowledged).",
+    );
+    let mut cumulative = 0;
+    for (i, b) in RTT_BOUNDS_US.iter().enumerate() {
+        cumulative += cs.publish_rtt.buckets[i].load(Relaxed);
+        let le = *b as f64 / 1e6;
+        let _ = writeln!(o.o, "{name}_bucket{{le=\"{le}\"}} {cumulative}");
+    }
+    cumulative += cs.publish_rtt.buckets[RTT_BOUNDS_US.len()].load(Relaxed);
+    let _ = writeln!(o.o, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+    let sum = cs.publish_rtt.sum_us.load(Relaxed) as f64 / 1e6;
+    let _ = writeln!(o.o, "{name}_sum {sum}");
+    let _ = writeln!(o.o, "{name}_count {}", cs.publish_rtt.count.load(Relaxed));
+}
+
 /// Render every metric.
-pub fn render(cores: &[Arc<CoreMetrics>], g: Globals) -> String {
+pub fn render(cores: &[Arc<CoreMetrics>], g: Globals<'_>) -> String {
     let mut o = Out {
         o: String::with_capacity(12 * 1024),
         cores,
@@ -348,6 +432,9 @@ pub fn render(cores: &[Arc<CoreMetrics>], g: Globals) -> String {
         "Log lines not written because of the per-second limit.",
         |c| &c.log_lines_suppressed,
     );
+    if let Some(cs) = g.cluster {
+        cluster(&mut o, cs);
+    }
     o.histogram(
         "ringcast_publish_to_enqueue_seconds",
         "Time from a message being handed to another worker to its frames being queued to that worker's subscribers (local fan-out is queued synchronously).",

@@ -270,6 +270,34 @@ impl PubSub {
         let Some(id) = self.topics.by_shared(&ans.topic) else {
             return;
         };
+        self.finish_join(sink, id, ans);
+    }
+
+    /// Register a resuming subscriber whose replay comes from elsewhere (the cluster's
+    /// stream): it receives nothing until [`PubSub::finish_join`]; what is delivered here
+    /// meanwhile is held for it.
+    pub fn join_waiting(
+        &mut self,
+        name: &str,
+        key: u32,
+        generation: u32,
+        encoding: Encoding,
+    ) -> TopicId {
+        self.topics.join(
+            name,
+            Joiner {
+                key,
+                generation,
+                encoding,
+                through: None,
+            },
+        )
+    }
+
+    /// A joiner's replay: queue its lead event and messages, then what was held for it
+    /// past them, and let it take live messages after the last of these. `ans.through` is
+    /// the last position the client has or the replay covered (the seam).
+    pub fn finish_join(&mut self, sink: &mut dyn Sink, id: TopicId, ans: ReplayAnswer) {
         let Some(t) = self.topics.get_mut(id) else {
             return;
         };
@@ -286,13 +314,25 @@ impl PubSub {
             Lead::Gap { after } => v1::gap_frame(name, &ans.epoch, after),
             Lead::Reset => v1::reset_frame(name, &ans.epoch),
         });
-        let mut frames = lead
-            .into_iter()
-            .chain(ans.msgs.iter().map(|m| m.frame(encoding).clone()));
+        let replayed_to = ans
+            .msgs
+            .last()
+            .map_or(ans.through, |m| m.seq.max(ans.through));
+        let held = t.held.iter().filter(|m| m.seq > replayed_to);
+        let through = held.clone().next_back().map_or(replayed_to, |m| m.seq);
+        let mut frames = lead.into_iter().chain(
+            ans.msgs
+                .iter()
+                .chain(held)
+                .map(|m| m.frame(encoding).clone()),
+        );
         if sink.replay(ans.conn, ans.generation, &mut frames) {
-            j.through = Some(ans.through);
+            j.through = Some(through);
             self.metrics.resumes[ans.outcome as usize].inc();
             self.metrics.replayed.add(ans.msgs.len() as u64);
+        }
+        if t.joining.iter().all(|j| j.through.is_some()) {
+            t.held = Vec::new();
         }
     }
 
@@ -480,6 +520,9 @@ fn deliver_here(topics: &mut Registry, sink: &mut dyn Sink, msg: &Arc<Message>) 
     };
     if !t.joining.is_empty() {
         activate_joiners(t, msg.seq);
+        if t.joining.iter().any(|j| j.through.is_none()) {
+            t.held.push(msg.clone());
+        }
     }
     for g in &mut t.groups {
         let frame: Frame = Rc::new(msg.frame(g.encoding).clone());

@@ -65,6 +65,27 @@ pub struct Message {
 }
 
 impl Message {
+    /// A message received with its position (from the cluster's stream): its raw frame is
+    /// encoded here, once.
+    pub fn received(
+        topic: Arc<Topic>,
+        opcode: OpCode,
+        payload: &[u8],
+        epoch: Arc<str>,
+        seq: u64,
+    ) -> Self {
+        Message {
+            topic,
+            opcode,
+            epoch,
+            seq,
+            origin: Origin::Cluster,
+            at: Instant::now(),
+            raw: crate::proto::encode::server_frame(opcode, payload),
+            v1: OnceLock::new(),
+        }
+    }
+
     /// A message from its publication, at position (`epoch`, `seq`).
     pub fn new(p: Publication, epoch: Arc<str>, seq: u64, at: Instant) -> Self {
         Message {

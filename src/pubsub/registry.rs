@@ -89,6 +89,10 @@ pub struct LocalTopic {
     pub publishers: u32,
     /// On the owner: position and history.
     pub owned: Option<Box<Owned>>,
+    /// Messages delivered here while a joiner waits for its replay: the replay may end
+    /// before them (in a cluster the replay and live delivery come by different paths), so
+    /// they follow it. Empty when no joiner waits.
+    pub held: Vec<Arc<super::message::Message>>,
     /// Subscribers plus joiners.
     members: u32,
 }
@@ -137,6 +141,7 @@ impl Registry {
             joining: Vec::new(),
             publishers: 0,
             owned: None,
+            held: Vec::new(),
             members: 0,
         }) as TopicId;
         self.by_name.insert(name, id);
@@ -151,6 +156,11 @@ impl Registry {
         }
         let shared = self.interest.get_or_create(name);
         self.insert(shared)
+    }
+
+    /// The local id of `name`, if this worker holds it.
+    pub fn id_of(&self, name: &str) -> Option<TopicId> {
+        self.by_name.get(name).copied()
     }
 
     /// The local id of a topic another worker sent, created on first use.
@@ -224,6 +234,9 @@ impl Registry {
         }
         if !found && let Some(pos) = t.joining.iter().position(|j| j.key == key) {
             t.joining.swap_remove(pos);
+            if t.joining.iter().all(|j| j.through.is_some()) {
+                t.held = Vec::new();
+            }
             found = true;
         }
         t.groups.retain(|g| !g.subs.is_empty());

@@ -72,6 +72,15 @@ impl Interest {
         e
     }
 
+    /// The entry for `name` if some worker holds it.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
     /// A worker no longer holds `entry`: drop the table's entry when nobody else does.
     pub fn release(&self, entry: Arc<Topic>) {
         let mut t = self.topics.lock().unwrap_or_else(|p| p.into_inner());

@@ -57,6 +57,12 @@ pub mod flag {
     pub const ADMIN: Flags = 1 << 12;
     /// Input is not read: the connection used up its `--max-publish-rate` budget.
     pub const RATE_PAUSED: Flags = 1 << 13;
+    /// Not written: its 101 waits until its topics are live in the cluster.
+    pub const HOLD: Flags = 1 << 14;
+    /// Input is not read: too many of its publishes wait for the cluster's acknowledgement.
+    pub const ACK_PAUSED: Flags = 1 << 15;
+    /// Any reason not to read.
+    pub const NO_READ: Flags = READ_PAUSED | RATE_PAUSED | ACK_PAUSED;
 }
 
 /// No topic.

@@ -174,17 +174,39 @@ impl Conns {
         }
     }
 
-    /// Stop (`false`) or resume (`true`) reading connection `key` for its publish rate.
+    /// Stop (`true`) or resume (`false`) reading connection `key` for its publish rate.
     pub fn set_rate_paused(&mut self, key: u32, paused: bool) {
+        self.set_paused(key, flag::RATE_PAUSED, paused);
+    }
+
+    /// Stop (`true`) or resume (`false`) reading connection `key` while too many of its
+    /// publishes wait for the cluster.
+    pub fn set_ack_paused(&mut self, key: u32, paused: bool) {
+        self.set_paused(key, flag::ACK_PAUSED, paused);
+    }
+
+    fn set_paused(&mut self, key: u32, why: flag::Flags, paused: bool) {
         if let Some(c) = self.slab.get_mut(key as usize)
-            && c.has(flag::RATE_PAUSED) != paused
+            && c.has(why) != paused
         {
             if paused {
-                c.set(flag::RATE_PAUSED);
+                c.set(why);
             } else {
-                c.clear(flag::RATE_PAUSED);
+                c.clear(why);
             }
             update_interest(&self.poller, key, c);
+        }
+    }
+
+    /// Hold (`true`) connection `key`'s output, or release it and write what was queued.
+    pub fn set_held(&mut self, key: u32, held: bool) {
+        if let Some(c) = self.slab.get_mut(key as usize) {
+            if held {
+                c.set(flag::HOLD);
+            } else if c.has(flag::HOLD) {
+                c.clear(flag::HOLD);
+                self.mark_dirty(key);
+            }
         }
     }
 
@@ -227,7 +249,8 @@ impl Conns {
         }
         self.metrics.buffered_bytes.add(frame.len() as u64);
         c.out.push(frame);
-        // The close frame must get out even if input was paused.
+        // The close frame must get out even if input was paused or output held.
+        c.clear(flag::HOLD);
         if c.has(flag::READ_PAUSED) {
             c.clear(flag::READ_PAUSED);
             update_interest(&self.poller, key, c);
@@ -270,7 +293,7 @@ impl Conns {
 /// Watch `c` for what it needs: input unless paused, writability while blocked.
 pub(super) fn update_interest(p: &Poller, key: u32, c: &Conn) {
     let mut events = 0;
-    if !c.has(flag::READ_PAUSED | flag::RATE_PAUSED) {
+    if !c.has(flag::NO_READ) {
         events |= poller::READ;
     }
     if c.has(flag::BLOCKED) {

@@ -49,7 +49,7 @@ impl Bucket {
 }
 
 /// The optional state of one connection.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct Extras {
     /// The peer's address (under `--max-connections-per-ip`).
     pub ip: Option<IpAddr>,
@@ -62,6 +62,10 @@ pub struct Extras {
     /// Input already read but not yet processed because the publish-rate budget ran out
     /// (at most one read's worth); processed before the connection is read again.
     pub stash: Vec<u8>,
+    /// Publishes sent to the cluster and not yet acknowledged.
+    pub in_flight: u32,
+    /// A subscriber waiting for its topics to become live in the cluster.
+    pub cluster: Option<Box<super::cluster_link::ClusterWait>>,
 }
 
 /// Extras by connection key.

@@ -12,7 +12,7 @@ use super::sys;
 /// The connection is over: remove it everywhere, close its socket, account for how it ended.
 pub fn finish(sh: &Shared, key: u32) {
     let mut core = sh.core.borrow_mut();
-    let Some(c) = remove(&mut core, key) else {
+    let Some(c) = remove(&mut core, key, sh.global.cluster.as_ref()) else {
         return;
     };
     // Closing the descriptor also takes it out of the epoll set.
@@ -35,7 +35,11 @@ pub fn finish(sh: &Shared, key: u32) {
 }
 
 /// Remove `key` from the table and the topics. Returns it.
-fn remove(core: &mut Core, key: u32) -> Option<Conn> {
+fn remove(
+    core: &mut Core,
+    key: u32,
+    cluster: Option<&super::cluster_link::ClusterLink>,
+) -> Option<Conn> {
     let c = core.conns.slab.try_remove(key as usize)?;
     // Unsubscribing searches the topic's subscriber list. In a drain every connection is
     // leaving and none subscribes (upgrades get 503), so the lists are left as they are: a
@@ -43,6 +47,11 @@ fn remove(core: &mut Core, key: u32) -> Option<Conn> {
     // were 10,000²/2 comparisons per mass close.
     if !core.draining {
         for &t in &c.topics {
+            if let Some(link) = &cluster
+                && let Some(name) = core.pubsub.topics.get(t).map(|t| t.shared.name.clone())
+            {
+                link.handle.remove_interest(&name);
+            }
             core.pubsub.topics.unsubscribe(t, key);
         }
     }

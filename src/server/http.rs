@@ -27,7 +27,7 @@ use super::input::Step;
 use super::lifecycle::deadline_in;
 use super::router::{Listener, Route, route};
 use super::state::{Core, Shared};
-use super::{authn, upgrade, ws};
+use super::{authn, cluster_link, upgrade, ws};
 
 /// A new connection past the connection limit: answer 503 and close.
 pub fn reject(sh: &Shared, core: &mut Core, key: u32) {
@@ -95,8 +95,15 @@ fn process(sh: &Shared, core: &mut Core, key: u32, http: &mut HttpState) {
             }
             Route::Healthz => {
                 let draining = sh.global.draining.load(Ordering::Relaxed);
+                let cluster_down = sh
+                    .global
+                    .cluster
+                    .as_ref()
+                    .is_some_and(|l| !l.handle.state().is_available());
                 let (status, body) = if draining {
                     (503, &b"draining\n"[..])
+                } else if cluster_down {
+                    (503, &b"cluster unavailable\n"[..])
                 } else {
                     (200, &b"ok\n"[..])
                 };
@@ -109,6 +116,7 @@ fn process(sh: &Shared, core: &mut Core, key: u32, http: &mut HttpState) {
                     Globals {
                         workers: cfg.workers,
                         draining: sh.global.draining.load(Ordering::Relaxed),
+                        cluster: sh.global.cluster.as_ref().map(|l| l.handle.state()),
                     },
                 );
                 respond(
@@ -267,6 +275,23 @@ fn handle_post(
         json: post.head.wants_json(),
         close: !post.head.keep_alive(),
     };
+    let to = AckTo {
+        worker: sh.id as u16,
+        conn: key,
+        generation,
+    };
+    if sh.global.cluster.is_some() {
+        match cluster_link::publish(sh, core, to, &post.topic, opcode, body, true) {
+            Ok(()) => {
+                http.awaiting = Some((post.topic.clone(), reply));
+                if let Some(c) = core.conns.get_mut(key) {
+                    c.set(flag::AWAIT_ACK);
+                }
+            }
+            Err(_) => respond_error(sh, core, key, 503, "cluster unavailable", &[]),
+        }
+        return;
+    }
     let Core { conns, pubsub, .. } = core;
     let id = pubsub.topics.publisher(&post.topic);
     let Some(topic) = pubsub.topics.get(id).map(|t| t.shared.clone()) else {
@@ -277,11 +302,7 @@ fn handle_post(
         opcode,
         raw: server_frame(opcode, body),
         origin: Origin::Worker(sh.id as u16),
-        ack: Some(AckTo {
-            worker: sh.id as u16,
-            conn: key,
-            generation,
-        }),
+        ack: Some(to),
     };
     let pos = pubsub.publish(conns, p);
     pubsub.topics.release_publisher(id);

@@ -39,7 +39,7 @@ pub fn on_ready(sh: &Shared, token: u64, events: u32) {
         if c.generation != generation {
             return;
         }
-        let paused = c.has(flag::READ_PAUSED | flag::RATE_PAUSED);
+        let paused = c.has(flag::NO_READ);
         if events & libc::EPOLLOUT as u32 != 0 {
             core.conns.unblock(key);
         }
@@ -129,7 +129,7 @@ fn read_some(
             *http = None;
         }
         // Input paused (backpressure): leave the rest in the socket.
-        if c.has(flag::READ_PAUSED | flag::RATE_PAUSED) && c.state != State::Closing {
+        if c.has(flag::NO_READ) && c.state != State::Closing {
             return Step::Continue;
         }
         // A short read drained the socket, so skip the recv that would say EAGAIN — except

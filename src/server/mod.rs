@@ -19,6 +19,7 @@
 
 pub mod accept;
 pub mod authn;
+pub mod cluster_link;
 pub mod conn;
 pub mod conns;
 pub mod drain;
@@ -145,7 +146,26 @@ impl Server {
             .collect();
         metrics::install(core_metrics.clone());
         let (bus, inboxes) = Bus::new(workers);
-        let global = Arc::new(Global::new(cfg, bus, workers, tls, verifier));
+        let mut global = Global::new(cfg, bus, workers, tls, verifier);
+        let mut cluster_events: Vec<Option<flume::Receiver<cluster_link::ClusterEvent>>> =
+            (0..workers).map(|_| None).collect();
+        if !global.cfg.cluster.is_empty() {
+            let (link, rx) = cluster_link::ClusterLink::start(
+                &global.cfg,
+                global.interest.clone(),
+                global.bus.clone(),
+            )
+            .map_err(StartError::Config)?;
+            tracing::info!(
+                nats = ?global.cfg.cluster,
+                node = %global.cfg.node_id,
+                stream = %global.cfg.cluster_stream,
+                "cluster: connecting to NATS JetStream"
+            );
+            global.cluster = Some(link);
+            cluster_events = rx.into_iter().map(Some).collect();
+        }
+        let global = Arc::new(global);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let cpus = Arc::new(sys::allowed_cpus());
         let mut controls = Vec::new();
@@ -160,6 +180,7 @@ impl Server {
             let (ctl_tx, ctl_rx) = flume::unbounded();
             controls.push(ctl_tx);
             let args = WorkerArgs {
+                cluster_events: cluster_events.get_mut(id).and_then(Option::take),
                 id,
                 global: global.clone(),
                 metrics: m,
@@ -210,6 +231,10 @@ impl Server {
                 total.clean += r.clean;
                 total.forced += r.forced;
             }
+        }
+        if let Some(link) = &self.global.cluster {
+            // Acknowledges what is in flight and drains the NATS connection.
+            link.handle.shutdown();
         }
         Summary {
             connections: total.connections,

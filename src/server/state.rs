@@ -57,6 +57,8 @@ pub struct Global {
     pub verifier: Option<Arc<Verifier>>,
     /// `--max-connections-per-ip`.
     pub per_ip: Option<PerIp>,
+    /// The cluster link (`--cluster`); `None`: a single node.
+    pub cluster: Option<super::cluster_link::ClusterLink>,
     /// When the server started.
     pub started: Instant,
 }
@@ -73,6 +75,7 @@ impl Global {
         Global {
             verifier,
             per_ip: cfg.max_connections_per_ip.map(PerIp::new),
+            cluster: None,
             cfg,
             interest: Arc::new(Interest::new(workers)),
             bus,
@@ -86,11 +89,16 @@ impl Global {
         }
     }
 
-    /// Each worker's history limits: `--history-memory` split evenly.
+    /// Each worker's history limits: `--history-memory` split evenly. In a cluster the
+    /// stream is the history: workers keep none.
     pub fn history_limits(&self) -> HistoryLimits {
         let workers = self.interest.workers().max(1);
         HistoryLimits {
-            size: self.cfg.history_size,
+            size: if self.cfg.cluster.is_empty() {
+                self.cfg.history_size
+            } else {
+                0
+            },
             ttl: self.cfg.history_ttl,
             memory: self.cfg.history_memory / workers,
         }

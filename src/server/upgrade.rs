@@ -15,9 +15,10 @@ use crate::proto::query::split_target;
 use crate::proto::topic::MAX_TOPICS_PER_SUB;
 use crate::proto::v1::{self, Resume, parse_resume};
 use crate::proto::{Decoder, DecoderConfig, Role as ProtoRole};
-use crate::pubsub::{Encoding, ReplayFrom};
+use crate::pubsub::{AckTo, Encoding, ReplayFrom};
 use crate::role::Role;
 
+use super::cluster_link;
 use super::conn::NO_TOPIC;
 use super::state::{Core, Shared};
 
@@ -130,8 +131,10 @@ pub fn upgrade(sh: &Shared, core: &mut Core, key: u32, up: Upgrade<'_>) -> Resul
     let resp = handshake::response_101(accept, protocol, None);
     core.conns.enqueue(key, Bytes::from(resp));
 
+    let cluster = sh.global.cluster.as_ref();
     let Core { conns, pubsub, .. } = core;
     let mut subs = Vec::new();
+    let mut resumes = Vec::new();
     let mut pub_topic = NO_TOPIC;
     if role.subscribes() {
         for t in topics {
@@ -143,7 +146,16 @@ pub fn upgrade(sh: &Shared, core: &mut Core, key: u32, up: Upgrade<'_>) -> Resul
                 (None, Some(n)) if n > 0 => Some(ReplayFrom::Last(n)),
                 _ => None,
             };
-            subs.push(pubsub.subscribe(conns, t, key, generation, encoding, from));
+            let id = match (cluster, from) {
+                // In a cluster the history is the stream's: read by `cluster_link`.
+                (Some(_), Some(from)) => {
+                    resumes.push((t.clone(), from));
+                    pubsub.join_waiting(t, key, generation, encoding)
+                }
+                (Some(_), None) => pubsub.topics.subscribe(t, key, encoding),
+                (None, from) => pubsub.subscribe(conns, t, key, generation, encoding, from),
+            };
+            subs.push(id);
         }
     }
     if role.publishes()
@@ -155,6 +167,16 @@ pub fn upgrade(sh: &Shared, core: &mut Core, key: u32, up: Upgrade<'_>) -> Resul
     if let Some(c) = conns.get_mut(key) {
         c.topics = subs.into_boxed_slice();
         c.pub_topic = pub_topic;
+    }
+    if let Some(link) = cluster
+        && role.subscribes()
+    {
+        let to = AckTo {
+            worker: sh.id as u16,
+            conn: key,
+            generation,
+        };
+        cluster_link::subscribe(sh, core, link, to, topics, resumes);
     }
     Ok(())
 }

@@ -42,6 +42,8 @@ pub struct WorkerArgs {
     pub admin_listeners: Vec<StdListener>,
     /// Its inbox.
     pub inbox: flume::Receiver<Batch>,
+    /// What the cluster link reports to it (`--cluster`).
+    pub cluster_events: Option<flume::Receiver<super::cluster_link::ClusterEvent>>,
     /// Shutdown.
     pub control: flume::Receiver<Control>,
     /// Told once the worker accepts connections (or why it cannot).
@@ -113,6 +115,9 @@ async fn worker_main(args: WorkerArgs) -> DrainReport {
     monoio::spawn(flusher(sh.clone()));
     monoio::spawn(sweeper(sh.clone()));
     monoio::spawn(inbox::run(sh.clone(), args.inbox));
+    if let Some(rx) = args.cluster_events {
+        monoio::spawn(super::cluster_link::run(sh.clone(), rx));
+    }
     let _ = args.ready.send(Ok(args.id));
 
     let Ok(Control::Shutdown(going_away)) = args.control.recv_async().await else {

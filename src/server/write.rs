@@ -29,7 +29,7 @@ impl Conns {
             return;
         };
         c.clear(flag::DIRTY);
-        if c.has(flag::BLOCKED) || c.is_dead() {
+        if c.has(flag::BLOCKED | flag::HOLD) || c.is_dead() {
             return;
         }
         let shut = c.has(flag::SHUT_WR_PENDING);
@@ -78,7 +78,7 @@ impl Conns {
                     && !c.out.is_empty()
                     && c.out.frames() <= IOV_PER_SEND
                     && !c.is_dead();
-                if !simple || c.has(flag::BLOCKED) {
+                if !simple || c.has(flag::BLOCKED | flag::HOLD) {
                     self.flush(key);
                     continue;
                 }

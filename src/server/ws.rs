@@ -7,14 +7,14 @@ use crate::metrics::close_slot;
 use crate::proto::encode::{server_close_frame, server_frame};
 use crate::proto::v1::{ClientCommand, parse_command};
 use crate::proto::{Event, OpCode, Payload};
-use crate::pubsub::{Encoding, Origin, Publication, TopicId};
+use crate::pubsub::{AckTo, Encoding, Origin, Publication, TopicId};
 use crate::role::Role;
 
-use super::authn;
 use super::conn::{NO_TOPIC, State, flag};
 use super::extras::Bucket;
 use super::outqueue::Frame;
 use super::state::{Core, Shared};
+use super::{authn, cluster_link};
 
 /// Frames from an open WebSocket.
 pub fn input(sh: &Shared, core: &mut Core, key: u32, data: &mut [u8]) {
@@ -116,9 +116,9 @@ fn on_message(
             true
         }
         Role::Pub | Role::PubSub => {
-            publish(sh, core, topic, opcode, p.as_slice());
+            publish(sh, core, key, topic, opcode, p.as_slice());
             spend_budget(sh, core, key);
-            true
+            core.conns.get(key).is_some_and(|c| c.state == State::Open)
         }
         Role::Sub if opcode == OpCode::Text => match parse_command(p.as_slice()) {
             Some(ClientCommand::Auth(token)) => refresh_token(sh, core, key, token),
@@ -214,8 +214,26 @@ fn refresh_token(sh: &Shared, core: &mut Core, key: u32, token: &str) -> bool {
 
 /// Encode once (the raw frame is the message's one copy of the payload) and hand it to
 /// the topic's owner.
-fn publish(sh: &Shared, core: &mut Core, topic: TopicId, opcode: OpCode, payload: &[u8]) {
+fn publish(sh: &Shared, core: &mut Core, key: u32, topic: TopicId, opcode: OpCode, payload: &[u8]) {
     if topic == NO_TOPIC {
+        return;
+    }
+    if sh.global.cluster.is_some() {
+        let Some(name) = core.pubsub.topics.get(topic).map(|t| t.shared.name.clone()) else {
+            return;
+        };
+        let Some(generation) = core.conns.get(key).map(|c| c.generation) else {
+            return;
+        };
+        let to = AckTo {
+            worker: sh.id as u16,
+            conn: key,
+            generation,
+        };
+        if cluster_link::publish(sh, core, to, &name, opcode, payload, false).is_err() {
+            // Not accepted by the stream: the publisher is told (contract: 1013).
+            core.conns.fail(key, 1013, "try again later", false);
+        }
         return;
     }
     let Core { conns, pubsub, .. } = core;
