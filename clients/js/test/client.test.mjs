@@ -66,10 +66,13 @@ async function check(page, fn) {
 
 test('subscribe: POSTed messages arrive in order with positions, text and binary; publish() answers the position', async (t) => {
   const { rc, front, page } = await setup(t);
-  await start(page, rc.url, ['a', 'b']);
+  // Published before the page subscribes: `last: 1` asks for the newest retained one.
+  await post(rc.port, 'b', 'early 0');
+  const early = await post(rc.port, 'b', 'early 1');
+  await start(page, rc.url, ['a', 'b'], { ...FAST, last: 1 });
   await waitLog(page, opened(1), 'the connection opens');
 
-  const expected = [];
+  const expected = [msg('b', early.epoch, early.seq, 'early 1')];
   for (let i = 0; i < 12; i++) {
     const topic = i % 3 ? 'a' : 'b';
     const pos = await post(rc.port, topic, `m${i}`);
@@ -94,7 +97,8 @@ test('subscribe: POSTed messages arrive in order with positions, text and binary
     for (const topic of ['a', 'b']) {
       const mine = got.filter((e) => e.topic === topic);
       assert.deepEqual(mine, expected.filter((e) => e.topic === topic), `topic ${topic}: order and positions`);
-      assert.deepEqual(mine.map((e) => e.seq), mine.map((_, i) => i + 1), `topic ${topic}: seq 1, 2, 3…`);
+      const first = topic === 'b' ? 2 : 1;
+      assert.deepEqual(mine.map((e) => e.seq), mine.map((_, i) => i + first), `topic ${topic}: seq consecutive`);
     }
     assert.equal(got.length, expected.length, 'nothing else was delivered (no gap, no reset)');
     const pos = await page.evaluate(() => window.sub.positions());
@@ -112,7 +116,9 @@ for (const drain of ['0s', '1s']) {
   test(`server restart (SIGTERM, --drain-window ${drain}): 1001, prompt reconnect, explicit reset, every message exactly once`, async (t) => {
     const { rc, front, page } = await setup(t, ['--drain-window', drain]);
     const port = rc.port;
-    await start(page, rc.url, ['news']);
+    // The backoff's first delay is up to 1 s, the 1001 jitter up to 100 ms.
+    const opts = { backoff: { initial: 1000, max: 1000 }, goingAwayJitter: 100 };
+    await start(page, rc.url, ['news'], opts);
     await waitLog(page, opened(1), 'the connection opens');
     const expected = [];
     for (let i = 0; i < 10; i++) {
@@ -145,7 +151,7 @@ for (const drain of ['0s', '1s']) {
       const log = await page.log();
       const bye = log.find((e) => e.type === 'disconnect');
       assert.equal(bye.reason, 'server shutting down');
-      assert.ok(bye.retryIn < FAST.goingAwayJitter, `1001: reconnect within the jitter, not the backoff (${bye.retryIn})`);
+      assert.ok(bye.retryIn < opts.goingAwayJitter, `1001: reconnect within the jitter, not the backoff (${bye.retryIn})`);
       assert.equal(await page.evaluate(() => window.sub.duplicates), 0);
     });
     assertHygiene(page, [front.port, port], { outage: true });
@@ -240,6 +246,22 @@ test('a topic with no position yet when the connection dropped: reset and its re
   assertHygiene(page, [front.port, rc.port], { outage: true });
 });
 
+test('positions saved by an earlier page: the first connection resumes from them', async (t) => {
+  const { rc, front, page } = await setup(t);
+  const sent = [];
+  for (let i = 0; i < 5; i++) sent.push(await post(rc.port, 'p', `m${i}`));
+  const { epoch } = sent[0];
+  await start(page, `ws://127.0.0.1:${front.port}`, ['p'], { ...FAST, positions: { p: { epoch, seq: 2 } } });
+  await waitLog(page, messages(3), 'the 3 messages after the saved position');
+  sent.push(await post(rc.port, 'p', 'm5'));
+  await waitLog(page, messages(4), 'the live message');
+  await check(page, async () => {
+    assert.deepEqual(await stream(page), sent.slice(2).map((p, i) => msg('p', epoch, p.seq, `m${i + 2}`)));
+    assert.equal(front.upgrades[0], `/sub/p?since=p@${epoch}:2`);
+  });
+  assertHygiene(page, [front.port, rc.port]);
+});
+
 test('a duplicate or older seq is never delivered; a malformed event drops the connection and resumes', async (t) => {
   const { rc, front, page } = await setup(t);
   await start(page, `ws://127.0.0.1:${front.port}`, ['d']);
@@ -273,7 +295,7 @@ test('a duplicate or older seq is never delivered; a malformed event drops the c
 // test against ringcast's own auth comes with that work.
 test('token: sent as ?token=, renewed with `auth <jwt>` before exp, renewed before reconnecting after 1008 token expired', async (t) => {
   const { rc, front, page } = await setup(t, [], { interceptAuth: true });
-  await start(page, `ws://127.0.0.1:${front.port}`, ['secure'], { ...FAST, tokenLifetime: 6 });
+  await start(page, `ws://127.0.0.1:${front.port}`, ['secure'], { ...FAST, tokenLifetime: 4, refreshBefore: 1000 });
   await waitLog(page, opened(1), 'the connection opens');
   const tokens = () => page.evaluate(() => window.tokens);
   await check(page, async () => {
