@@ -175,7 +175,7 @@ export class Front {
           r.pipe(res);
         },
       );
-      up.on('error', () => res.writeHead(502).end());
+      up.on('error', () => (res.headersSent ? res.destroy() : res.writeHead(502).end()));
       req.pipe(up);
     } else if (req.url === '/favicon.ico') {
       res.writeHead(204).end();
@@ -190,13 +190,13 @@ export class Front {
     const up = net.connect(this.upstreamPort, HOST);
     const pair = { socket, up };
     this.pairs.add(pair);
-    const drop = () => {
-      socket.destroy();
+    // ringcast closing its side ends the page's gracefully (what it sent is delivered
+    // first); an error on either side, or the page going, drops both.
+    socket.on('error', () => socket.destroy()).on('close', () => {
       up.destroy();
       this.pairs.delete(pair);
-    };
-    socket.on('error', drop).on('close', drop);
-    up.on('error', drop).on('close', drop);
+    });
+    up.on('error', () => socket.destroy()).on('close', () => socket.end());
     up.on('connect', () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
       for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
