@@ -9,6 +9,7 @@ import {
   Ringcast,
   assertHygiene,
   dump,
+  idleSubscribers,
   launchBrowser,
   openPage,
   post,
@@ -128,7 +129,12 @@ for (const drain of ['0s', '1s']) {
     await waitLog(page, messages(10), 'the 10 messages published before the restart');
     const before = expected[9];
 
+    // With a window, 9 other subscribers keep the old server draining (listener closed)
+    // while the page is told to go away.
+    if (drain !== '0s') t.after(await idleSubscribers(port, 'news', 9));
+    const stopping = Date.now();
     await rc.stop();
+    const stopMs = Date.now() - stopping;
     await waitLog(page, hasEvent('disconnect', 'e.code === 1001'), 'the 1001 close');
     const rc2 = await Ringcast.start(['--drain-window', drain], port);
     t.after(() => rc2.kill());
@@ -153,6 +159,7 @@ for (const drain of ['0s', '1s']) {
       assert.equal(bye.reason, 'server shutting down');
       assert.ok(bye.retryIn < opts.goingAwayJitter, `1001: reconnect within the jitter, not the backoff (${bye.retryIn})`);
       assert.equal(await page.evaluate(() => window.sub.duplicates), 0);
+      if (drain !== '0s') assert.ok(stopMs >= 500, `the drain spread the closes (exit after ${stopMs} ms)`);
     });
     assertHygiene(page, [front.port, port], { outage: true });
   });

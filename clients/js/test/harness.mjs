@@ -88,6 +88,32 @@ export async function post(port, topic, body, contentType = 'text/plain') {
   return r.json();
 }
 
+/**
+ * `n` raw WebSocket subscribers of `topic` (so a paced drain has connections to spread);
+ * each ends its TCP when anything arrives after the 101 (the 1001 close frame). Returns a
+ * function that destroys those still open.
+ */
+export async function idleSubscribers(port, topic, n) {
+  const sockets = [];
+  for (let i = 0; i < n; i++) {
+    const s = net.connect(port, HOST);
+    sockets.push(s);
+    s.on('error', () => s.destroy());
+    let got = '';
+    s.on('data', (d) => {
+      got += d.toString('latin1');
+      const end = got.indexOf('\r\n\r\n');
+      if (end >= 0 && got.length > end + 4) s.end();
+    });
+    s.write(
+      `GET /sub/${topic} HTTP/1.1\r\nHost: ${HOST}:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
+        `Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+  }
+  await until(() => sockets.every((s) => s.bytesRead > 0), 5000, () => 'the idle subscribers\' 101');
+  return () => sockets.forEach((s) => s.destroy());
+}
+
 /** One unmasked server frame (what a server sends). */
 export function serverFrame(opcode, payload) {
   const p = Buffer.from(payload);
