@@ -48,13 +48,13 @@ export interface SubscribeOptions {
 }
 
 /** A published message and its position. `data`: text messages as string, binary as bytes. */
-export interface MessageEvent extends Position {
+export interface Message extends Position {
   topic: string;
   data: string | Uint8Array;
 }
 
 /** Messages of `topic` after position `after` and before the next message may be missing. */
-export interface GapEvent {
+export interface Gap {
   topic: string;
   epoch: string;
   after: number;
@@ -65,19 +65,19 @@ export interface GapEvent {
  * the client never learned): what follows is this epoch's retained history, then live.
  * `previous`: the position the client had, or null if it had none.
  */
-export interface ResetEvent {
+export interface Reset {
   topic: string;
   epoch: string;
   previous: Position | null;
 }
 
-export interface StateEvent {
+export interface StateChange {
   state: State;
   previous: State;
 }
 
 /** A connection closed (or failed to open). `retryIn`: ms until the next attempt, null if none. */
-export interface DisconnectEvent {
+export interface Disconnect {
   code: number;
   reason: string;
   wasClean: boolean;
@@ -85,17 +85,18 @@ export interface DisconnectEvent {
 }
 
 /** The token function failed, an event could not be parsed, or the client gave up. */
-export interface ErrorEvent {
+export interface ClientError {
   error: unknown;
 }
 
+/** Each event's payload, by event name (for `on`). */
 export interface EventMap {
-  message: MessageEvent;
-  gap: GapEvent;
-  reset: ResetEvent;
-  state: StateEvent;
-  disconnect: DisconnectEvent;
-  error: ErrorEvent;
+  message: Message;
+  gap: Gap;
+  reset: Reset;
+  state: StateChange;
+  disconnect: Disconnect;
+  error: ClientError;
 }
 
 export declare class Subscription {

@@ -65,6 +65,7 @@ export class Subscription {
     this._attempt = 0;
     this._connected = false; // a connection has been open before: resume unknown topics
     this._ws = null;
+    this._openedAt = 0; // when the current connection opened (0: not open)
     this._timer = this._refreshTimer = undefined;
     queueMicrotask(() => this._connect()); // listeners added right after subscribe() see everything
   }
