@@ -13,7 +13,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 JS="$ROOT/clients/js"
 
 : "${RINGCAST_BIN:?set RINGCAST_BIN to the ringcast binary}"
-RINGCAST_BIN="$(cd "$(dirname "$RINGCAST_BIN")" && pwd)/$(basename "$RINGCAST_BIN")"
+RINGCAST_BIN="$(realpath -m "$RINGCAST_BIN")"
 export RINGCAST_BIN
 [[ -x "$RINGCAST_BIN" ]] || { echo "browser-tests: $RINGCAST_BIN is not an executable" >&2; exit 1; }
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
