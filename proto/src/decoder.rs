@@ -5,11 +5,16 @@
 //! The decoder always consumes what it is given: a partial header, a partial control frame
 //! or a partial data message is kept inside it (that is the only per-connection read state;
 //! the caller's read buffer can be shared per core).
+//!
+//! With permessage-deflate (`Decoder::with_inflation`), a compressed message's payload is
+//! streamed through the connection's inflater as it arrives (never buffered compressed);
+//! the max payload and UTF-8 apply to the inflated bytes, checked as they come out.
 
 use bytes::BytesMut;
 
 use super::close::{self, parse_close_payload};
-use super::frame::{self, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, parse_header};
+use super::deflate::{self, Inflater, Inflation, Sink};
+use super::frame::{self, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1_BIT, parse_header_ext};
 use super::mask;
 use super::utf8::{self, Utf8Stream};
 use super::{FrameHeader, OpCode, ProtocolError};
@@ -85,16 +90,53 @@ pub struct Decoder {
     max_payload: usize,
     role: Role,
     state: State,
-    /// `Text`/`Binary` while a message is assembled in `msg` (fragmented, or one frame
-    /// streamed across reads); `None` between messages.
-    msg_kind: Option<OpCode>,
+    /// Set while a message is assembled in `msg` (fragmented, or one frame streamed across
+    /// reads); `None` between messages.
+    msg_kind: Option<MsgKind>,
+    /// What RSV1 messages mean on this connection (one byte: fits the padding).
+    inflation: Inflation,
     /// UTF-8 state of the text message being assembled.
     utf8: Utf8Stream,
     /// The message being assembled (unmasked, validated so far).
     msg: BytesMut,
     /// The payload of a control frame split across reads.
     ctrl: Option<Box<[u8; MAX_CONTROL_PAYLOAD]>>,
+    /// The inflate state, allocated when the connection sends its first compressed message;
+    /// freed after each message without context takeover (and when the decoder fails).
+    inflater: Option<Box<Inflater>>,
 }
+
+/// The message being assembled: its type, and whether its payload is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MsgKind {
+    Text,
+    Binary,
+    DeflatedText,
+    DeflatedBinary,
+}
+
+impl MsgKind {
+    fn new(opcode: OpCode, deflated: bool) -> Self {
+        match (opcode == OpCode::Text, deflated) {
+            (true, false) => MsgKind::Text,
+            (false, false) => MsgKind::Binary,
+            (true, true) => MsgKind::DeflatedText,
+            (false, true) => MsgKind::DeflatedBinary,
+        }
+    }
+
+    fn is_text(self) -> bool {
+        matches!(self, MsgKind::Text | MsgKind::DeflatedText)
+    }
+
+    fn is_deflated(self) -> bool {
+        matches!(self, MsgKind::DeflatedText | MsgKind::DeflatedBinary)
+    }
+}
+
+/// Heap held by one allocated inflater (zlib-rs state with its 32 KiB window, and the
+/// box), for `buffered_capacity`; `tests/deflate_memory.rs` measures it against this.
+pub const INFLATER_HEAP_BYTES: usize = 48 * 1024;
 
 /// Where the decoder is within the frame stream.
 #[derive(Clone, Copy, Debug)]
@@ -137,13 +179,18 @@ const E_EXPECTED_CONTINUATION: ProtocolError =
     ProtocolError::protocol("new data frame inside a fragmented message");
 const E_UNEXPECTED_CONTINUATION: ProtocolError =
     ProtocolError::protocol("continuation frame without a message");
-const E_TOO_BIG: ProtocolError = ProtocolError::too_big("message too big");
-const E_UTF8: ProtocolError = ProtocolError::invalid_data("invalid UTF-8 in text message");
+pub(crate) const E_TOO_BIG: ProtocolError = ProtocolError::too_big("message too big");
+pub(crate) const E_UTF8: ProtocolError =
+    ProtocolError::invalid_data("invalid UTF-8 in text message");
 const E_INTERNAL: ProtocolError = ProtocolError::protocol("internal decoder state");
 
 /// Every error the decoder can fail with, for `intern`.
-static ERRORS: [ProtocolError; 16] = [
+static ERRORS: [ProtocolError; 20] = [
     frame::E_RSV,
+    frame::E_RSV1_CONTROL,
+    frame::E_RSV1_CONTINUATION,
+    deflate::E_INVALID,
+    deflate::E_TRUNCATED,
     frame::E_OPCODE,
     frame::E_CTRL_FRAGMENTED,
     frame::E_CTRL_TOO_LONG,
@@ -208,7 +255,28 @@ impl Decoder {
             utf8: Utf8Stream::new(),
             msg: BytesMut::new(),
             ctrl: None,
+            inflation: Inflation::Off,
+            inflater: None,
         }
+    }
+
+    /// The same decoder accepting compressed messages as agreed at the handshake
+    /// (`deflate::Agreement::inflation`). `Inflation::Off` is `new`'s behaviour: any RSV1
+    /// bit is a protocol error.
+    pub fn with_inflation(mut self, inflation: Inflation) -> Self {
+        self.inflation = inflation;
+        self
+    }
+
+    /// How compressed messages are treated.
+    pub fn inflation(&self) -> Inflation {
+        self.inflation
+    }
+
+    /// True while an inflater is allocated: from the first compressed message on with
+    /// context takeover, only during a compressed message without.
+    pub fn has_inflater(&self) -> bool {
+        self.inflater.is_some()
     }
 
     /// Feed `input` (mutable: payloads are unmasked in place). Returns how many bytes were
@@ -286,10 +354,13 @@ impl Decoder {
         }
     }
 
-    /// Heap bytes currently held (message buffer capacity plus the control-frame buffer):
-    /// for memory accounting. Bounded by `max_payload` plus a small constant.
+    /// Heap bytes currently held (message buffer capacity, the control-frame buffer and an
+    /// allocated inflater): for memory accounting. Bounded by `max_payload` plus a small
+    /// constant (plus `INFLATER_HEAP_BYTES` while an inflater exists).
     pub fn buffered_capacity(&self) -> usize {
-        self.msg.capacity() + self.ctrl.as_ref().map_or(0, |_| MAX_CONTROL_PAYLOAD)
+        self.msg.capacity()
+            + self.ctrl.as_ref().map_or(0, |_| MAX_CONTROL_PAYLOAD)
+            + self.inflater.as_ref().map_or(0, |_| INFLATER_HEAP_BYTES)
     }
 
     /// The error the decoder failed with, if it did.
@@ -304,6 +375,7 @@ impl Decoder {
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
         self.msg = BytesMut::new();
         self.ctrl = None;
+        self.inflater = None;
         self.msg_kind = None;
         self.utf8.reset();
         fail_state(&mut self.state, e)
@@ -318,7 +390,7 @@ impl Decoder {
                     let rest = input.get(pos..).unwrap_or_default();
                     let (header, used) = if len == 0 {
                         // Common case: the header is parsed straight from the input.
-                        match parse_header(rest)? {
+                        match parse_header_ext(rest, self.inflation.enabled())? {
                             Some(h) => h,
                             None => {
                                 let n = rest.len().min(MAX_HEADER_LEN);
@@ -331,7 +403,7 @@ impl Decoder {
                         let have = usize::from(len).min(MAX_HEADER_LEN);
                         let take = (MAX_HEADER_LEN - have).min(rest.len());
                         buf[have..have + take].copy_from_slice(&rest[..take]);
-                        match parse_header(&buf[..have + take])? {
+                        match parse_header_ext(&buf[..have + take], self.inflation.enabled())? {
                             Some((h, hlen)) => (h, hlen.saturating_sub(have)),
                             None => {
                                 self.state = State::Header {
@@ -362,20 +434,34 @@ impl Decoder {
                     } else {
                         phase
                     };
-                    let text = self.msg_kind == Some(OpCode::Text);
-                    if text {
-                        self.utf8.feed(chunk).map_err(|_| E_UTF8)?;
-                    }
-                    // A non-final fragment says nothing about the message's size: let the
-                    // buffer grow geometrically up to the max payload, or every fragment
-                    // would copy the whole message so far (quadratic; Autobahn 9.3/9.4).
-                    let bound = if fin {
-                        remaining
+                    let kind = self.msg_kind.unwrap_or(MsgKind::Binary);
+                    let text = kind.is_text();
+                    if kind.is_deflated() {
+                        let Some(inflater) = self.inflater.as_deref_mut() else {
+                            return Err(E_INTERNAL);
+                        };
+                        let mut sink = Sink {
+                            out: &mut self.msg,
+                            max: self.max_payload,
+                            utf8: text.then_some(&mut self.utf8),
+                        };
+                        inflater.feed(chunk, &mut sink)?;
                     } else {
-                        (self.max_payload as u64).saturating_sub(self.msg.len() as u64)
-                    };
-                    reserve_for(&mut self.msg, n, bound);
-                    self.msg.extend_from_slice(chunk);
+                        if text {
+                            self.utf8.feed(chunk).map_err(|_| E_UTF8)?;
+                        }
+                        // A non-final fragment says nothing about the message's size: let
+                        // the buffer grow geometrically up to the max payload, or every
+                        // fragment would copy the whole message so far (quadratic;
+                        // Autobahn 9.3/9.4).
+                        let bound = if fin {
+                            remaining
+                        } else {
+                            (self.max_payload as u64).saturating_sub(self.msg.len() as u64)
+                        };
+                        reserve_for(&mut self.msg, n, bound);
+                        self.msg.extend_from_slice(chunk);
+                    }
                     pos += n;
                     let remaining = remaining - n as u64;
                     if remaining > 0 {
@@ -390,6 +476,9 @@ impl Decoder {
                     self.state = HEADER_START;
                     if fin {
                         self.msg_kind = None;
+                        if kind.is_deflated() {
+                            self.finish_inflate(text)?;
+                        }
                         if text {
                             self.utf8.finish().map_err(|_| E_UTF8)?;
                         }
@@ -430,6 +519,26 @@ impl Decoder {
                 State::Failed(e) => return Err(*e),
             }
         }
+    }
+
+    /// The last frame of a compressed message is in: inflate the trailer, and free the
+    /// inflater unless the client keeps its context.
+    fn finish_inflate(&mut self, text: bool) -> Result<(), ProtocolError> {
+        let no_takeover = self.inflation == Inflation::NoContextTakeover;
+        let Some(inflater) = self.inflater.as_deref_mut() else {
+            return Err(E_INTERNAL);
+        };
+        let mut sink = Sink {
+            out: &mut self.msg,
+            max: self.max_payload,
+            utf8: text.then_some(&mut self.utf8),
+        };
+        inflater.finish(&mut sink, no_takeover)?;
+        if no_takeover {
+            // The next message starts from an empty window: nothing to keep.
+            self.inflater = None;
+        }
+        Ok(())
     }
 
     /// A complete header was read and `*pos` points at its payload. Checks it against the
@@ -476,6 +585,22 @@ impl Decoder {
                 if self.msg_kind.is_some() {
                     return Err(E_EXPECTED_CONTINUATION);
                 }
+                if h.rsv & RSV1_BIT != 0 {
+                    // Compressed (only let through by `parse_header_ext` when negotiated):
+                    // the limit applies to the inflated size, decided while inflating; the
+                    // payload is streamed through the inflater, never borrowed.
+                    self.inflater
+                        .get_or_insert_with(Inflater::new)
+                        .start_message();
+                    self.msg_kind = Some(MsgKind::new(h.opcode, true));
+                    self.state = State::Data {
+                        remaining: h.payload_len,
+                        key,
+                        phase: 0,
+                        fin: h.fin,
+                    };
+                    return Ok(None);
+                }
                 // From the header alone, before any payload byte is buffered.
                 if h.payload_len > max {
                     return Err(E_TOO_BIG);
@@ -492,16 +617,18 @@ impl Decoder {
                     *pos = end;
                     return Ok(Some(Emit::Borrowed { text, start, end }));
                 }
-                self.msg_kind = Some(h.opcode);
+                self.msg_kind = Some(MsgKind::new(h.opcode, false));
             }
             OpCode::Continuation => {
                 let Some(kind) = self.msg_kind else {
                     return Err(E_UNEXPECTED_CONTINUATION);
                 };
-                if (self.msg.len() as u64).saturating_add(h.payload_len) > max {
+                // A compressed fragment's length says nothing about the inflated size.
+                if !kind.is_deflated()
+                    && (self.msg.len() as u64).saturating_add(h.payload_len) > max
+                {
                     return Err(E_TOO_BIG);
                 }
-                debug_assert!(matches!(kind, OpCode::Text | OpCode::Binary));
             }
         }
         self.state = State::Data {
@@ -551,7 +678,7 @@ fn control_event(opcode: OpCode, payload: &[u8]) -> Result<Event<'_>, ProtocolEr
 /// `max_payload` for a non-final fragment. Capacity never exceeds `len + frame_remaining`
 /// (so never `max_payload`): the first reservation is at most `INITIAL_RESERVE`, then it
 /// doubles with the data that actually arrives.
-fn reserve_for(msg: &mut BytesMut, chunk: usize, frame_remaining: u64) {
+pub(crate) fn reserve_for(msg: &mut BytesMut, chunk: usize, frame_remaining: u64) {
     let (len, cap) = (msg.len(), msg.capacity());
     if cap - len >= chunk {
         return;
