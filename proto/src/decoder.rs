@@ -345,7 +345,9 @@ impl Decoder {
     }
 
     /// True when no partial frame or message is held (an idle connection). A failed decoder
-    /// holds nothing either.
+    /// holds nothing either. An idle decoder owns no heap, except the inflater of a
+    /// connection with client context takeover that has sent a compressed message
+    /// (`has_inflater`): its window is part of the stream.
     pub fn is_idle(&self) -> bool {
         match self.state {
             State::Header { len, .. } => len == 0 && self.msg_kind.is_none(),
@@ -678,7 +680,7 @@ fn control_event(opcode: OpCode, payload: &[u8]) -> Result<Event<'_>, ProtocolEr
 /// `max_payload` for a non-final fragment. Capacity never exceeds `len + frame_remaining`
 /// (so never `max_payload`): the first reservation is at most `INITIAL_RESERVE`, then it
 /// doubles with the data that actually arrives.
-pub(crate) fn reserve_for(msg: &mut BytesMut, chunk: usize, frame_remaining: u64) {
+fn reserve_for(msg: &mut BytesMut, chunk: usize, frame_remaining: u64) {
     let (len, cap) = (msg.len(), msg.capacity());
     if cap - len >= chunk {
         return;

@@ -49,11 +49,34 @@ pub(crate) const E_TRUNCATED: ProtocolError =
 /// boundary, which a complete sync-flushed message always does.
 const END_PROBE: [u8; 2] = [0x03, 0x00];
 
-/// First output reservation per compressed input byte: JSON-like text inflates 3-10×.
+/// First output step per compressed input byte: a guess (text inflates several times);
+/// the step doubles whenever it fills.
 const GUESS_RATIO: usize = 4;
-/// Bounds of one output step (zeroed before zlib writes into it).
-const MIN_STEP: usize = 1024;
+/// Bounds of one output step (zeroed before zlib writes into it, so it is kept in
+/// proportion to the input of the call: a message arriving in many small reads must not
+/// cost a memset of its whole buffer per read).
+const MIN_STEP: usize = 256;
 const MAX_STEP: usize = 256 * 1024;
+
+/// Make room for `room` more bytes, growing geometrically (amortized O(1) per byte however
+/// the message arrives) but never past `len + left` (the inflated size limit).
+fn grow(out: &mut BytesMut, room: usize, left: usize) {
+    let (len, cap) = (out.len(), out.capacity());
+    if cap - len >= room {
+        return;
+    }
+    let limit = len.saturating_add(left);
+    let target = cap.saturating_mul(2).max(len + room).min(limit);
+    if target >= cap.saturating_mul(2) {
+        // `BytesMut::reserve` grows to exactly max(2·cap, needed) here, in place if it can.
+        out.reserve(target - len);
+    } else {
+        // Doubling would pass the limit: an exact-size buffer instead.
+        let mut grown = BytesMut::with_capacity(target);
+        grown.extend_from_slice(out);
+        *out = grown;
+    }
+}
 
 /// Where the output goes and what it must satisfy.
 pub(crate) struct Sink<'a> {
@@ -132,7 +155,7 @@ impl Inflater {
                 (used, wrote, status, false)
             } else {
                 let room = step.min(left);
-                crate::decoder::reserve_for(sink.out, room, left as u64);
+                grow(sink.out, room, left);
                 sink.out.resize(len + room, 0);
                 let r = self.run(input, sink.out.get_mut(len..).unwrap_or_default());
                 sink.out.truncate(len + r.map_or(0, |r| r.1));

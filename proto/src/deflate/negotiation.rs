@@ -253,7 +253,7 @@ mod tests {
                     "{BASE}; client_no_context_takeover; server_max_window_bits=8"
                 )),
             ),
-            // §7.1.3 example: two offers, the first declined for... nothing: it is taken.
+            // Two acceptable offers: the first one is taken (§5.1).
             (
                 "permessage-deflate; client_max_window_bits=10, permessage-deflate",
                 Some(format!("{BASE}; client_max_window_bits=10")),
