@@ -102,22 +102,25 @@ fn json(n: usize) -> Vec<u8> {
 
 /// Frame sizes behind the `--deflate-min-size` proposal.
 fn print_sizes() {
-    println!("JSON-like message: plain frame vs compressed frame (bytes), window 15");
-    println!(
-        "{:>7} {:>7} {:>9} {:>9} {:>9}",
-        "payload", "plain", "level 1", "level 6", "level 9"
-    );
-    let mut comps = [Level::FASTEST, Level::DEFAULT, Level::BEST].map(Compressor::new);
+    println!("JSON-like message: plain frame vs compressed frame by level (bytes), window 15");
+    print!("{:>7} {:>7}", "payload", "plain");
+    for l in 1..=9 {
+        print!(" {:>6}", format!("l{l}"));
+    }
+    println!();
+    let mut comps: Vec<Compressor> = (1..=9)
+        .map(|l| Compressor::new(Level::new(l).expect("level")))
+        .collect();
     for n in [
-        16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512, 1024, 4096, 16384,
+        16, 24, 32, 48, 64, 80, 96, 128, 192, 256, 384, 512, 1024, 4096, 16384,
     ] {
         let p = json(n);
         let plain = server_frame(OpCode::Text, &p).len();
-        let c: Vec<usize> = comps
-            .iter_mut()
-            .map(|c| c.frame(OpCode::Text, &p, WindowBits::W15).len())
-            .collect();
-        println!("{n:>7} {plain:>7} {:>9} {:>9} {:>9}", c[0], c[1], c[2]);
+        print!("{n:>7} {plain:>7}");
+        for c in &mut comps {
+            print!(" {:>6}", c.frame(OpCode::Text, &p, WindowBits::W15).len());
+        }
+        println!();
     }
     println!("windows at level 6 (compressed frame bytes):");
     let mut c = Compressor::new(Level::DEFAULT);
@@ -185,10 +188,16 @@ fn compress(c: &mut Crit) {
         g.throughput(Throughput::Bytes(n as u64));
         let cases = [
             ("l1", Level::FASTEST, WindowBits::W15),
+            ("l2", Level::new(2).expect("level"), WindowBits::W15),
+            ("l3", Level::new(3).expect("level"), WindowBits::W15),
+            ("l4", Level::new(4).expect("level"), WindowBits::W15),
             ("l6", Level::DEFAULT, WindowBits::W15),
             ("l9", Level::BEST, WindowBits::W15),
+            ("l6", Level::DEFAULT, WindowBits::W12),
             ("l6", Level::DEFAULT, WindowBits::W10),
+            ("l6", Level::DEFAULT, WindowBits::W9),
             ("l6", Level::DEFAULT, WindowBits::W8),
+            ("l1", Level::FASTEST, WindowBits::W10),
         ];
         for (name, level, w) in cases {
             let mut comp = Compressor::new(level);
@@ -263,10 +272,10 @@ fn inflate(c: &mut Crit) {
 fn min_size(c: &mut Crit) {
     let mut g = c.benchmark_group("min_size");
     quick(&mut g);
-    let mut comp = Compressor::new(Level::DEFAULT);
-    for n in [32usize, 64, 128, 256, 512] {
+    let mut comp = Compressor::new(Level::BALANCED);
+    for n in [32usize, 64, 96, 128, 192, 256, 512] {
         let p = json(n);
-        g.bench_with_input(BenchmarkId::new("compress_l6_w15", n), &p, |b, p| {
+        g.bench_with_input(BenchmarkId::new("compress_l2_w15", n), &p, |b, p| {
             b.iter(|| black_box(comp.frame(OpCode::Text, p, WindowBits::W15)))
         });
         g.bench_with_input(BenchmarkId::new("plain_frame", n), &p, |b, p| {
