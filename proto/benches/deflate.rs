@@ -139,7 +139,7 @@ fn fanout(c: &mut Crit) {
     let mut g = c.benchmark_group("fanout");
     g.sample_size(10).measurement_time(Duration::from_secs(3));
     g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
-    let mut comp = Compressor::new(Level::DEFAULT);
+    let mut comp = Compressor::new(Level::BALANCED);
     let mut queue: Vec<Bytes> = Vec::with_capacity(SUBSCRIBERS);
     for n in SIZES {
         let p = json(n);

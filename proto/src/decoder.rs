@@ -99,11 +99,28 @@ pub struct Decoder {
     utf8: Utf8Stream,
     /// The message being assembled (unmasked, validated so far).
     msg: BytesMut,
-    /// The payload of a control frame split across reads.
-    ctrl: Option<Box<[u8; MAX_CONTROL_PAYLOAD]>>,
-    /// The inflate state, allocated when the connection sends its first compressed message;
-    /// freed after each message without context takeover (and when the decoder fails).
-    inflater: Option<Box<Inflater>>,
+    /// The control-frame buffer and the inflater, allocated only when needed.
+    spill: Option<Box<Spill>>,
+}
+
+/// What the decoder keeps on the heap besides the message, behind one pointer so that
+/// every connection pays 8 bytes for both (the decoder lives inline in each connection).
+#[derive(Debug)]
+struct Spill {
+    /// The payload of a control frame split across reads (valid in `State::Control`).
+    ctrl: [u8; MAX_CONTROL_PAYLOAD],
+    /// The inflate state: created at the connection's first compressed message, dropped
+    /// after each message without context takeover.
+    inflater: Option<Inflater>,
+}
+
+impl Spill {
+    fn new() -> Box<Self> {
+        Box::new(Spill {
+            ctrl: [0; MAX_CONTROL_PAYLOAD],
+            inflater: None,
+        })
+    }
 }
 
 /// The message being assembled: its type, and whether its payload is compressed.
@@ -254,9 +271,8 @@ impl Decoder {
             msg_kind: None,
             utf8: Utf8Stream::new(),
             msg: BytesMut::new(),
-            ctrl: None,
             inflation: Inflation::Off,
-            inflater: None,
+            spill: None,
         }
     }
 
@@ -276,7 +292,7 @@ impl Decoder {
     /// True while an inflater is allocated: from the first compressed message on with
     /// context takeover, only during a compressed message without.
     pub fn has_inflater(&self) -> bool {
-        self.inflater.is_some()
+        self.spill.as_ref().is_some_and(|s| s.inflater.is_some())
     }
 
     /// Feed `input` (mutable: payloads are unmasked in place). Returns how many bytes were
@@ -289,10 +305,8 @@ impl Decoder {
         if let State::Failed(e) = self.state {
             return Err(*e);
         }
-        if self.ctrl.is_some() && !matches!(self.state, State::Control { .. }) {
-            // The control frame handed out by the previous call is done with.
-            self.ctrl = None;
-        }
+        // The control frame handed out by the previous call is done with.
+        self.release_spill();
         let (pos, emit) = match self.step(input) {
             Ok((pos, Some(emit))) => (pos, emit),
             Ok((pos, None)) => return Ok((pos, None)),
@@ -323,8 +337,8 @@ impl Decoder {
                 }
             }
             Emit::ControlBuf { opcode, len } => {
-                let payload = match &self.ctrl {
-                    Some(b) => b.get(..len).unwrap_or_default(),
+                let payload = match &self.spill {
+                    Some(s) => s.ctrl.get(..len).unwrap_or_default(),
                     None => &[],
                 };
                 match control_event(opcode, payload) {
@@ -361,8 +375,9 @@ impl Decoder {
     /// constant (plus `INFLATER_HEAP_BYTES` while an inflater exists).
     pub fn buffered_capacity(&self) -> usize {
         self.msg.capacity()
-            + self.ctrl.as_ref().map_or(0, |_| MAX_CONTROL_PAYLOAD)
-            + self.inflater.as_ref().map_or(0, |_| INFLATER_HEAP_BYTES)
+            + self.spill.as_ref().map_or(0, |s| {
+                MAX_CONTROL_PAYLOAD + s.inflater.as_ref().map_or(0, |_| INFLATER_HEAP_BYTES)
+            })
     }
 
     /// The error the decoder failed with, if it did.
@@ -376,8 +391,7 @@ impl Decoder {
     /// Enter the failed state for good, releasing everything held.
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
         self.msg = BytesMut::new();
-        self.ctrl = None;
-        self.inflater = None;
+        self.spill = None;
         self.msg_kind = None;
         self.utf8.reset();
         fail_state(&mut self.state, e)
@@ -439,7 +453,9 @@ impl Decoder {
                     let kind = self.msg_kind.unwrap_or(MsgKind::Binary);
                     let text = kind.is_text();
                     if kind.is_deflated() {
-                        let Some(inflater) = self.inflater.as_deref_mut() else {
+                        let Some(inflater) =
+                            self.spill.as_deref_mut().and_then(|s| s.inflater.as_mut())
+                        else {
                             return Err(E_INTERNAL);
                         };
                         let mut sink = Sink {
@@ -493,9 +509,7 @@ impl Decoder {
                     filled,
                     key,
                 } => {
-                    let buf = self
-                        .ctrl
-                        .get_or_insert_with(|| Box::new([0; MAX_CONTROL_PAYLOAD]));
+                    let buf = &mut self.spill.get_or_insert_with(Spill::new).ctrl;
                     let rest = input.get(pos..).unwrap_or_default();
                     let (len, filled) = (usize::from(len), usize::from(filled));
                     let n = len.saturating_sub(filled).min(rest.len());
@@ -527,7 +541,7 @@ impl Decoder {
     /// inflater unless the client keeps its context.
     fn finish_inflate(&mut self, text: bool) -> Result<(), ProtocolError> {
         let no_takeover = self.inflation == Inflation::NoContextTakeover;
-        let Some(inflater) = self.inflater.as_deref_mut() else {
+        let Some(inflater) = self.spill.as_deref_mut().and_then(|s| s.inflater.as_mut()) else {
             return Err(E_INTERNAL);
         };
         let mut sink = Sink {
@@ -538,9 +552,22 @@ impl Decoder {
         inflater.finish(&mut sink, no_takeover)?;
         if no_takeover {
             // The next message starts from an empty window: nothing to keep.
-            self.inflater = None;
+            if let Some(s) = self.spill.as_deref_mut() {
+                s.inflater = None;
+            }
+            self.release_spill();
         }
         Ok(())
+    }
+
+    /// Free the spill box when it holds nothing needed: no inflater, and no control frame
+    /// being collected.
+    fn release_spill(&mut self) {
+        if self.spill.as_ref().is_some_and(|s| s.inflater.is_none())
+            && !matches!(self.state, State::Control { .. })
+        {
+            self.spill = None;
+        }
     }
 
     /// A complete header was read and `*pos` points at its payload. Checks it against the
@@ -591,7 +618,9 @@ impl Decoder {
                     // Compressed (only let through by `parse_header_ext` when negotiated):
                     // the limit applies to the inflated size, decided while inflating; the
                     // payload is streamed through the inflater, never borrowed.
-                    self.inflater
+                    self.spill
+                        .get_or_insert_with(Spill::new)
+                        .inflater
                         .get_or_insert_with(Inflater::new)
                         .start_message();
                     self.msg_kind = Some(MsgKind::new(h.opcode, true));

@@ -88,7 +88,7 @@ pub(crate) struct Sink<'a> {
     pub(crate) utf8: Option<&'a mut Utf8Stream>,
 }
 
-/// One connection's inflate state (boxed in the decoder; allocated on first use).
+/// One connection's inflate state (in the decoder's heap box; created on first use).
 pub(crate) struct Inflater {
     z: Inflate,
     /// The current deflate stream ended with a BFINAL block (RFC 7692 §7.2.3.3): the rest
@@ -112,12 +112,12 @@ impl Inflater {
     /// A fresh raw-deflate inflater. It always accepts a 2^15 window: zlib-rs allocates
     /// 32 KiB whatever the window bits, and a client that agreed on less sends nothing a
     /// 2^15 inflater would decode differently.
-    pub(crate) fn new() -> Box<Self> {
-        Box::new(Self {
+    pub(crate) fn new() -> Self {
+        Self {
             z: Inflate::new(false, 15),
             ended: false,
             message_start: 0,
-        })
+        }
     }
 
     /// A compressed message starts. With context takeover the stream continues from the
