@@ -5,11 +5,16 @@
 //! The decoder always consumes what it is given: a partial header, a partial control frame
 //! or a partial data message is kept inside it (that is the only per-connection read state;
 //! the caller's read buffer can be shared per core).
+//!
+//! With permessage-deflate (`Decoder::with_inflation`), a compressed message's payload is
+//! streamed through the connection's inflater as it arrives (never buffered compressed);
+//! the max payload and UTF-8 apply to the inflated bytes, checked as they come out.
 
 use bytes::BytesMut;
 
 use super::close::{self, parse_close_payload};
-use super::frame::{self, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, parse_header};
+use super::deflate::{self, Inflater, Inflation, Sink};
+use super::frame::{self, MAX_CONTROL_PAYLOAD, MAX_HEADER_LEN, RSV1_BIT, parse_header_ext};
 use super::mask;
 use super::utf8::{self, Utf8Stream};
 use super::{FrameHeader, OpCode, ProtocolError};
@@ -85,16 +90,70 @@ pub struct Decoder {
     max_payload: usize,
     role: Role,
     state: State,
-    /// `Text`/`Binary` while a message is assembled in `msg` (fragmented, or one frame
-    /// streamed across reads); `None` between messages.
-    msg_kind: Option<OpCode>,
+    /// Set while a message is assembled in `msg` (fragmented, or one frame streamed across
+    /// reads); `None` between messages.
+    msg_kind: Option<MsgKind>,
+    /// What RSV1 messages mean on this connection (one byte: fits the padding).
+    inflation: Inflation,
     /// UTF-8 state of the text message being assembled.
     utf8: Utf8Stream,
     /// The message being assembled (unmasked, validated so far).
     msg: BytesMut,
-    /// The payload of a control frame split across reads.
-    ctrl: Option<Box<[u8; MAX_CONTROL_PAYLOAD]>>,
+    /// The control-frame buffer and the inflater, allocated only when needed.
+    spill: Option<Box<Spill>>,
 }
+
+/// What the decoder keeps on the heap besides the message, behind one pointer so that
+/// every connection pays 8 bytes for both (the decoder lives inline in each connection).
+#[derive(Debug)]
+struct Spill {
+    /// The payload of a control frame split across reads (valid in `State::Control`).
+    ctrl: [u8; MAX_CONTROL_PAYLOAD],
+    /// The inflate state: created at the connection's first compressed message, dropped
+    /// after each message without context takeover.
+    inflater: Option<Inflater>,
+}
+
+impl Spill {
+    fn new() -> Box<Self> {
+        Box::new(Spill {
+            ctrl: [0; MAX_CONTROL_PAYLOAD],
+            inflater: None,
+        })
+    }
+}
+
+/// The message being assembled: its type, and whether its payload is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum MsgKind {
+    Text,
+    Binary,
+    DeflatedText,
+    DeflatedBinary,
+}
+
+impl MsgKind {
+    fn new(opcode: OpCode, deflated: bool) -> Self {
+        match (opcode == OpCode::Text, deflated) {
+            (true, false) => MsgKind::Text,
+            (false, false) => MsgKind::Binary,
+            (true, true) => MsgKind::DeflatedText,
+            (false, true) => MsgKind::DeflatedBinary,
+        }
+    }
+
+    fn is_text(self) -> bool {
+        matches!(self, MsgKind::Text | MsgKind::DeflatedText)
+    }
+
+    fn is_deflated(self) -> bool {
+        matches!(self, MsgKind::DeflatedText | MsgKind::DeflatedBinary)
+    }
+}
+
+/// Heap held by one allocated inflater (zlib-rs state with its 32 KiB window, and the
+/// box), for `buffered_capacity`; `tests/deflate_memory.rs` measures it against this.
+pub const INFLATER_HEAP_BYTES: usize = 48 * 1024;
 
 /// Where the decoder is within the frame stream.
 #[derive(Clone, Copy, Debug)]
@@ -137,13 +196,18 @@ const E_EXPECTED_CONTINUATION: ProtocolError =
     ProtocolError::protocol("new data frame inside a fragmented message");
 const E_UNEXPECTED_CONTINUATION: ProtocolError =
     ProtocolError::protocol("continuation frame without a message");
-const E_TOO_BIG: ProtocolError = ProtocolError::too_big("message too big");
-const E_UTF8: ProtocolError = ProtocolError::invalid_data("invalid UTF-8 in text message");
+pub(crate) const E_TOO_BIG: ProtocolError = ProtocolError::too_big("message too big");
+pub(crate) const E_UTF8: ProtocolError =
+    ProtocolError::invalid_data("invalid UTF-8 in text message");
 const E_INTERNAL: ProtocolError = ProtocolError::protocol("internal decoder state");
 
 /// Every error the decoder can fail with, for `intern`.
-static ERRORS: [ProtocolError; 16] = [
+static ERRORS: [ProtocolError; 20] = [
     frame::E_RSV,
+    frame::E_RSV1_CONTROL,
+    frame::E_RSV1_CONTINUATION,
+    deflate::E_INVALID,
+    deflate::E_TRUNCATED,
     frame::E_OPCODE,
     frame::E_CTRL_FRAGMENTED,
     frame::E_CTRL_TOO_LONG,
@@ -207,8 +271,28 @@ impl Decoder {
             msg_kind: None,
             utf8: Utf8Stream::new(),
             msg: BytesMut::new(),
-            ctrl: None,
+            inflation: Inflation::Off,
+            spill: None,
         }
+    }
+
+    /// The same decoder accepting compressed messages as agreed at the handshake
+    /// (`deflate::Agreement::inflation`). `Inflation::Off` is `new`'s behaviour: any RSV1
+    /// bit is a protocol error.
+    pub fn with_inflation(mut self, inflation: Inflation) -> Self {
+        self.inflation = inflation;
+        self
+    }
+
+    /// How compressed messages are treated.
+    pub fn inflation(&self) -> Inflation {
+        self.inflation
+    }
+
+    /// True while an inflater is allocated: from the first compressed message on with
+    /// context takeover, only during a compressed message without.
+    pub fn has_inflater(&self) -> bool {
+        self.spill.as_ref().is_some_and(|s| s.inflater.is_some())
     }
 
     /// Feed `input` (mutable: payloads are unmasked in place). Returns how many bytes were
@@ -221,10 +305,8 @@ impl Decoder {
         if let State::Failed(e) = self.state {
             return Err(*e);
         }
-        if self.ctrl.is_some() && !matches!(self.state, State::Control { .. }) {
-            // The control frame handed out by the previous call is done with.
-            self.ctrl = None;
-        }
+        // The control frame handed out by the previous call is done with.
+        self.release_spill();
         let (pos, emit) = match self.step(input) {
             Ok((pos, Some(emit))) => (pos, emit),
             Ok((pos, None)) => return Ok((pos, None)),
@@ -255,17 +337,18 @@ impl Decoder {
                 }
             }
             Emit::ControlBuf { opcode, len } => {
-                // Checked first on its own: the event returned below borrows `ctrl` for
-                // 'a, which would forbid `fail` (releasing `ctrl` and `msg`) on its error.
-                let invalid = match &self.ctrl {
-                    Some(b) => control_event(opcode, b.get(..len).unwrap_or_default()).err(),
+                // Checked first on its own: the event returned below borrows the control
+                // buffer for 'a, which would forbid `fail` (releasing it and the message
+                // being assembled) on its error.
+                let invalid = match &self.spill {
+                    Some(s) => control_event(opcode, s.ctrl.get(..len).unwrap_or_default()).err(),
                     None => None,
                 };
                 if let Some(e) = invalid {
                     return Err(self.fail(e));
                 }
-                let payload = match &self.ctrl {
-                    Some(b) => b.get(..len).unwrap_or_default(),
+                let payload = match &self.spill {
+                    Some(s) => s.ctrl.get(..len).unwrap_or_default(),
                     None => &[],
                 };
                 match control_event(opcode, payload) {
@@ -286,7 +369,9 @@ impl Decoder {
     }
 
     /// True when no partial frame or message is held (an idle connection). A failed decoder
-    /// holds nothing either.
+    /// holds nothing either. An idle decoder owns no heap, except the inflater of a
+    /// connection with client context takeover that has sent a compressed message
+    /// (`has_inflater`): its window is part of the stream.
     pub fn is_idle(&self) -> bool {
         match self.state {
             State::Header { len, .. } => len == 0 && self.msg_kind.is_none(),
@@ -295,10 +380,14 @@ impl Decoder {
         }
     }
 
-    /// Heap bytes currently held (message buffer capacity plus the control-frame buffer):
-    /// for memory accounting. Bounded by `max_payload` plus a small constant.
+    /// Heap bytes currently held (message buffer capacity, the control-frame buffer and an
+    /// allocated inflater): for memory accounting. Bounded by `max_payload` plus a small
+    /// constant (plus `INFLATER_HEAP_BYTES` while an inflater exists).
     pub fn buffered_capacity(&self) -> usize {
-        self.msg.capacity() + self.ctrl.as_ref().map_or(0, |_| MAX_CONTROL_PAYLOAD)
+        self.msg.capacity()
+            + self.spill.as_ref().map_or(0, |s| {
+                MAX_CONTROL_PAYLOAD + s.inflater.as_ref().map_or(0, |_| INFLATER_HEAP_BYTES)
+            })
     }
 
     /// The error the decoder failed with, if it did.
@@ -312,7 +401,7 @@ impl Decoder {
     /// Enter the failed state for good, releasing everything held.
     fn fail(&mut self, e: ProtocolError) -> ProtocolError {
         self.msg = BytesMut::new();
-        self.ctrl = None;
+        self.spill = None;
         self.msg_kind = None;
         self.utf8.reset();
         fail_state(&mut self.state, e)
@@ -327,7 +416,7 @@ impl Decoder {
                     let rest = input.get(pos..).unwrap_or_default();
                     let (header, used) = if len == 0 {
                         // Common case: the header is parsed straight from the input.
-                        match parse_header(rest)? {
+                        match parse_header_ext(rest, self.inflation.enabled())? {
                             Some(h) => h,
                             None => {
                                 let n = rest.len().min(MAX_HEADER_LEN);
@@ -340,7 +429,7 @@ impl Decoder {
                         let have = usize::from(len).min(MAX_HEADER_LEN);
                         let take = (MAX_HEADER_LEN - have).min(rest.len());
                         buf[have..have + take].copy_from_slice(&rest[..take]);
-                        match parse_header(&buf[..have + take])? {
+                        match parse_header_ext(&buf[..have + take], self.inflation.enabled())? {
                             Some((h, hlen)) => (h, hlen.saturating_sub(have)),
                             None => {
                                 self.state = State::Header {
@@ -371,20 +460,36 @@ impl Decoder {
                     } else {
                         phase
                     };
-                    let text = self.msg_kind == Some(OpCode::Text);
-                    if text {
-                        self.utf8.feed(chunk).map_err(|_| E_UTF8)?;
-                    }
-                    // A non-final fragment says nothing about the message's size: let the
-                    // buffer grow geometrically up to the max payload, or every fragment
-                    // would copy the whole message so far (quadratic; Autobahn 9.3/9.4).
-                    let bound = if fin {
-                        remaining
+                    let kind = self.msg_kind.unwrap_or(MsgKind::Binary);
+                    let text = kind.is_text();
+                    if kind.is_deflated() {
+                        let Some(inflater) =
+                            self.spill.as_deref_mut().and_then(|s| s.inflater.as_mut())
+                        else {
+                            return Err(E_INTERNAL);
+                        };
+                        let mut sink = Sink {
+                            out: &mut self.msg,
+                            max: self.max_payload,
+                            utf8: text.then_some(&mut self.utf8),
+                        };
+                        inflater.feed(chunk, &mut sink)?;
                     } else {
-                        (self.max_payload as u64).saturating_sub(self.msg.len() as u64)
-                    };
-                    reserve_for(&mut self.msg, n, bound);
-                    self.msg.extend_from_slice(chunk);
+                        if text {
+                            self.utf8.feed(chunk).map_err(|_| E_UTF8)?;
+                        }
+                        // A non-final fragment says nothing about the message's size: let
+                        // the buffer grow geometrically up to the max payload, or every
+                        // fragment would copy the whole message so far (quadratic;
+                        // Autobahn 9.3/9.4).
+                        let bound = if fin {
+                            remaining
+                        } else {
+                            (self.max_payload as u64).saturating_sub(self.msg.len() as u64)
+                        };
+                        reserve_for(&mut self.msg, n, bound);
+                        self.msg.extend_from_slice(chunk);
+                    }
                     pos += n;
                     let remaining = remaining - n as u64;
                     if remaining > 0 {
@@ -399,6 +504,9 @@ impl Decoder {
                     self.state = HEADER_START;
                     if fin {
                         self.msg_kind = None;
+                        if kind.is_deflated() {
+                            self.finish_inflate(text)?;
+                        }
                         if text {
                             self.utf8.finish().map_err(|_| E_UTF8)?;
                         }
@@ -411,9 +519,7 @@ impl Decoder {
                     filled,
                     key,
                 } => {
-                    let buf = self
-                        .ctrl
-                        .get_or_insert_with(|| Box::new([0; MAX_CONTROL_PAYLOAD]));
+                    let buf = &mut self.spill.get_or_insert_with(Spill::new).ctrl;
                     let rest = input.get(pos..).unwrap_or_default();
                     let (len, filled) = (usize::from(len), usize::from(filled));
                     let n = len.saturating_sub(filled).min(rest.len());
@@ -438,6 +544,39 @@ impl Decoder {
                 }
                 State::Failed(e) => return Err(*e),
             }
+        }
+    }
+
+    /// The last frame of a compressed message is in: inflate the trailer, and free the
+    /// inflater unless the client keeps its context.
+    fn finish_inflate(&mut self, text: bool) -> Result<(), ProtocolError> {
+        let no_takeover = self.inflation == Inflation::NoContextTakeover;
+        let Some(inflater) = self.spill.as_deref_mut().and_then(|s| s.inflater.as_mut()) else {
+            return Err(E_INTERNAL);
+        };
+        let mut sink = Sink {
+            out: &mut self.msg,
+            max: self.max_payload,
+            utf8: text.then_some(&mut self.utf8),
+        };
+        inflater.finish(&mut sink, no_takeover)?;
+        if no_takeover {
+            // The next message starts from an empty window: nothing to keep.
+            if let Some(s) = self.spill.as_deref_mut() {
+                s.inflater = None;
+            }
+            self.release_spill();
+        }
+        Ok(())
+    }
+
+    /// Free the spill box when it holds nothing needed: no inflater, and no control frame
+    /// being collected.
+    fn release_spill(&mut self) {
+        if self.spill.as_ref().is_some_and(|s| s.inflater.is_none())
+            && !matches!(self.state, State::Control { .. })
+        {
+            self.spill = None;
         }
     }
 
@@ -485,6 +624,24 @@ impl Decoder {
                 if self.msg_kind.is_some() {
                     return Err(E_EXPECTED_CONTINUATION);
                 }
+                if h.rsv & RSV1_BIT != 0 {
+                    // Compressed (only let through by `parse_header_ext` when negotiated):
+                    // the limit applies to the inflated size, decided while inflating; the
+                    // payload is streamed through the inflater, never borrowed.
+                    self.spill
+                        .get_or_insert_with(Spill::new)
+                        .inflater
+                        .get_or_insert_with(Inflater::new)
+                        .start_message();
+                    self.msg_kind = Some(MsgKind::new(h.opcode, true));
+                    self.state = State::Data {
+                        remaining: h.payload_len,
+                        key,
+                        phase: 0,
+                        fin: h.fin,
+                    };
+                    return Ok(None);
+                }
                 // From the header alone, before any payload byte is buffered.
                 if h.payload_len > max {
                     return Err(E_TOO_BIG);
@@ -501,16 +658,18 @@ impl Decoder {
                     *pos = end;
                     return Ok(Some(Emit::Borrowed { text, start, end }));
                 }
-                self.msg_kind = Some(h.opcode);
+                self.msg_kind = Some(MsgKind::new(h.opcode, false));
             }
             OpCode::Continuation => {
                 let Some(kind) = self.msg_kind else {
                     return Err(E_UNEXPECTED_CONTINUATION);
                 };
-                if (self.msg.len() as u64).saturating_add(h.payload_len) > max {
+                // A compressed fragment's length says nothing about the inflated size.
+                if !kind.is_deflated()
+                    && (self.msg.len() as u64).saturating_add(h.payload_len) > max
+                {
                     return Err(E_TOO_BIG);
                 }
-                debug_assert!(matches!(kind, OpCode::Text | OpCode::Binary));
             }
         }
         self.state = State::Data {

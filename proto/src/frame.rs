@@ -61,6 +61,13 @@ pub struct FrameHeader {
 }
 
 pub(crate) const E_RSV: ProtocolError = ProtocolError::protocol("reserved bits set");
+pub(crate) const E_RSV1_CONTROL: ProtocolError =
+    ProtocolError::protocol("RSV1 set on a control frame");
+pub(crate) const E_RSV1_CONTINUATION: ProtocolError =
+    ProtocolError::protocol("RSV1 set on a continuation frame");
+
+/// RSV1 within `FrameHeader::rsv` (RSV1..RSV3 as the low three bits, RSV1 highest).
+pub const RSV1_BIT: u8 = 0b100;
 pub(crate) const E_OPCODE: ProtocolError = ProtocolError::protocol("reserved opcode");
 pub(crate) const E_CTRL_FRAGMENTED: ProtocolError =
     ProtocolError::protocol("fragmented control frame");
@@ -81,16 +88,38 @@ pub(crate) const E_LEN_NON_MINIMAL: ProtocolError =
 /// Errors are reported as soon as the bytes present prove them (fail fast): a bad first
 /// byte is an error even when the rest of the header has not arrived yet.
 pub fn parse_header(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
+    parse_header_ext(buf, false)
+}
+
+/// `parse_header` for a connection that may have negotiated permessage-deflate.
+///
+/// With `rsv1_allowed`, RSV1 is accepted on the first frame of a data message (text or
+/// binary) and is an error (1002) on a control frame or a continuation frame (RFC 7692
+/// §6.1). Without it this is exactly `parse_header`. RSV2 and RSV3 are always errors.
+pub fn parse_header_ext(
+    buf: &[u8],
+    rsv1_allowed: bool,
+) -> Result<Option<(FrameHeader, usize)>, ProtocolError> {
     let Some(&b0) = buf.first() else {
         return Ok(None);
     };
     let fin = b0 & 0x80 != 0;
     let rsv = (b0 >> 4) & 0x7;
-    // No extension is ever negotiated, so any RSV bit is a protocol error (§5.2).
-    if rsv != 0 {
+    // Only an extension the connection negotiated may use an RSV bit (RFC 6455 §5.2).
+    let allowed = if rsv1_allowed { RSV1_BIT } else { 0 };
+    if rsv & !allowed != 0 {
         return Err(E_RSV);
     }
     let opcode = OpCode::from_u8(b0 & 0x0F).ok_or(E_OPCODE)?;
+    if rsv & RSV1_BIT != 0 {
+        // RFC 7692 §6.1: only the first frame of a data message says "compressed".
+        if opcode.is_control() {
+            return Err(E_RSV1_CONTROL);
+        }
+        if opcode == OpCode::Continuation {
+            return Err(E_RSV1_CONTINUATION);
+        }
+    }
     let control = opcode.is_control();
     if control && !fin {
         return Err(E_CTRL_FRAGMENTED);
@@ -235,6 +264,27 @@ mod tests {
     }
 
     #[test]
+    fn rsv1_when_negotiated() {
+        let p = |b: &[u8]| parse_header_ext(b, true).map(|o| o.map(|(h, n)| (h.rsv, n)));
+        // First frame of a text or binary message, final or not.
+        assert_eq!(p(&[0xC1, 0x80, 1, 2, 3, 4]), Ok(Some((RSV1_BIT, 6))));
+        assert_eq!(p(&[0x42, 0x80, 1, 2, 3, 4]), Ok(Some((RSV1_BIT, 6))));
+        // Fails fast on the first byte, before the length arrives.
+        assert_eq!(p(&[0xC0]), Err(E_RSV1_CONTINUATION));
+        assert_eq!(p(&[0x40]), Err(E_RSV1_CONTINUATION));
+        for op in [0x8u8, 0x9, 0xA] {
+            assert_eq!(p(&[0xC0 | op]), Err(E_RSV1_CONTROL), "{op}");
+        }
+        // RSV2 and RSV3 stay errors, alone or with RSV1.
+        for b0 in [0xA1u8, 0x91, 0xE1, 0xD1, 0xF1] {
+            assert_eq!(p(&[b0]), Err(E_RSV), "{b0:x}");
+        }
+        // Not negotiated: RSV1 is a plain reserved-bit error.
+        assert_eq!(parse_header(&[0xC1, 0x80]).map(|_| ()), Err(E_RSV));
+        assert_eq!(parse_header_ext(&[0xC1], false).map(|_| ()), Err(E_RSV));
+    }
+
+    #[test]
     fn rejections() {
         let p = |b: &[u8]| parse_header(b).map(|o| o.map(|(_, n)| n));
         // RSV bits, even before the second byte arrives.
@@ -260,6 +310,8 @@ mod tests {
         );
         for e in [
             E_RSV,
+            E_RSV1_CONTROL,
+            E_RSV1_CONTINUATION,
             E_OPCODE,
             E_CTRL_FRAGMENTED,
             E_CTRL_TOO_LONG,

@@ -15,6 +15,7 @@
 
 pub mod close;
 pub mod decoder;
+pub mod deflate;
 pub mod encode;
 pub mod error;
 pub mod frame;
