@@ -118,7 +118,7 @@ fn enqueue(c: &mut Criterion) {
                 // No descriptor: nothing on this path does I/O.
                 let key = open_conn(&mut core.conns, -1);
                 let Core { conns, pubsub, .. } = &mut *core;
-                topic = pubsub.subscribe(conns, "bench", key, 0, Encoding::Raw, None);
+                topic = pubsub.subscribe(conns, "bench", key, 0, Encoding::RAW, None);
             }
             let shared = core.pubsub.topics.get(topic).expect("topic").shared.clone();
             assert_eq!(

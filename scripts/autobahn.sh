@@ -38,11 +38,11 @@ cd "$ROOT"
 PYTHON="${PYTHON:-python3}"
 VENV="${AUTOBAHN_VENV:-$ROOT/target/autobahn-venv}"
 OUT="${AUTOBAHN_OUT:-$ROOT/target/autobahn}"
-AB_GROUPS="${AUTOBAHN_GROUPS:-1 2 3 4 5 6 7 9 10}"
+AB_GROUPS="${AUTOBAHN_GROUPS:-1 2 3 4 5 6 7 9 10 12 13}"
 BUDGET="${AUTOBAHN_BUDGET_SECS:-570}"
 GROUP_TIMEOUT="${AUTOBAHN_GROUP_TIMEOUT_SECS:-240}"
 READY_TIMEOUT="${AUTOBAHN_READY_TIMEOUT_SECS:-30}"
-PARALLELISM="${AUTOBAHN_PARALLELISM:-1}"
+PARALLELISM="${AUTOBAHN_PARALLELISM:-4}"
 STOP_TIMEOUT=15
 DEADLINE=$((START + BUDGET))
 
@@ -50,7 +50,10 @@ log() { printf '[autobahn %4ds] %s\n' "$((SECONDS - START))" "$*"; }
 die() { log "ERROR: $*"; exit 1; }
 
 INSTALL_ONLY=0
-SERVER_CMD=("${RINGCAST_BIN:-target/release/ringcast}" --listen 127.0.0.1:0 --max-payload 16MiB)
+# --deflate-min-size 0 compresses every echo: the runner's 12.x/13.x cases hash a text
+# message as a str (and fail) when an uncompressed message arrives on a compressed
+# connection, which RFC 7692 §6 allows and ringcast does for short messages by default.
+SERVER_CMD=("${RINGCAST_BIN:-target/release/ringcast}" --listen 127.0.0.1:0 --max-payload 16MiB --deflate-min-size 0)
 while (($#)); do
     case "$1" in
         --install-only) INSTALL_ONLY=1; shift ;;
@@ -157,7 +160,7 @@ else
 fi
 
 # ---------------------------------------------------------------- the suite
-log "kosoku $KOSOKU_VERSION fuzzingclient -> $URL; groups: $AB_GROUPS (12-13, compression, excluded)"
+log "kosoku $KOSOKU_VERSION fuzzingclient -> $URL; groups: $AB_GROUPS"
 INCOMPLETE=()
 read -ra GROUP_LIST <<<"$AB_GROUPS" # (no pathname expansion of globs like "6.4.*")
 ((${#GROUP_LIST[@]})) || die "AUTOBAHN_GROUPS is empty"

@@ -3,6 +3,7 @@
 # playwright-core, against the ringcast binary in RINGCAST_BIN.
 #
 #   RINGCAST_BIN=target/ci/ringcast scripts/browser-tests.sh
+#   scripts/browser-tests.sh --install-only      # the npm packages only (CI's set-up)
 #
 # Needs node/npm and /usr/bin/chromium (Debian: apt-get install -y chromium nodejs npm);
 # it never downloads a browser. Installs the test tooling (clients/js/package-lock.json)
@@ -11,6 +12,20 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 JS="$ROOT/clients/js"
+
+install() {
+    cd "$JS"
+    # npm ci only when the installed tree does not match the lock file.
+    if ! cmp -s package-lock.json node_modules/.ringcast-lock 2>/dev/null; then
+        PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+        cp package-lock.json node_modules/.ringcast-lock
+    fi
+}
+
+if [[ "${1:-}" == "--install-only" ]]; then
+    install
+    exit 0
+fi
 
 : "${RINGCAST_BIN:?set RINGCAST_BIN to the ringcast binary}"
 RINGCAST_BIN="$(realpath -m "$RINGCAST_BIN")"
@@ -22,12 +37,7 @@ for tool in node npm; do
     command -v "$tool" >/dev/null || { echo "browser-tests: $tool not found (apt-get install -y nodejs npm)" >&2; exit 1; }
 done
 
-cd "$JS"
-# npm ci only when the installed tree does not match the lock file.
-if ! cmp -s package-lock.json node_modules/.ringcast-lock 2>/dev/null; then
-    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
-    cp package-lock.json node_modules/.ringcast-lock
-fi
+install
 
 echo "ringcast.js: $(wc -c < ringcast.js) bytes (unminified)"
 # Bounded: every wait in the tests has its own deadline; this is the outer one.

@@ -27,6 +27,15 @@ use clap::{Parser, ValueEnum};
 
 use ringcast_proto::units::{parse_duration, parse_size};
 
+/// `--deflate`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OnOff {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
+}
+
 /// What to do with a subscriber whose buffered outgoing bytes exceed `--max-buffered`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SlowConsumer {
@@ -219,6 +228,24 @@ pub struct Args {
     #[arg(long, value_name = "ADDR", env = "RINGCAST_ADMIN_LISTEN")]
     pub admin_listen: Option<SocketAddr>,
 
+    /// permessage-deflate (RFC 7692): accept a client's offer. The server always answers
+    /// server_no_context_takeover, so a published message is compressed once per window
+    /// and the same frame goes to every subscriber that negotiated it.
+    #[arg(
+        long,
+        value_name = "on|off",
+        env = "RINGCAST_DEFLATE",
+        value_enum,
+        default_value = "on"
+    )]
+    pub deflate: OnOff,
+
+    /// Messages shorter than this go uncompressed (below it compression costs more CPU
+    /// than the bytes it saves are worth).
+    #[arg(long, value_name = "BYTES", env = "RINGCAST_DEFLATE_MIN_SIZE",
+          default_value = "256", value_parser = parse_size)]
+    pub deflate_min_size: usize,
+
     /// Join a cluster of ringcast nodes through NATS JetStream (nats://HOST:PORT, comma-
     /// separated or repeated; NATS ≥ 2.11 with JetStream). Every publish is sequenced by one
     /// stream, so positions mean the same on every node and a subscriber can resume on any.
@@ -347,6 +374,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    pub deflate: bool,
+    pub deflate_min_size: usize,
     /// NATS URLs; empty: single node.
     pub cluster: Vec<String>,
     pub node_id: String,
@@ -442,6 +471,8 @@ impl Config {
             shutdown_timeout: a.shutdown_timeout,
             tls_cert: a.tls_cert,
             tls_key: a.tls_key,
+            deflate: a.deflate == OnOff::On,
+            deflate_min_size: a.deflate_min_size,
             cluster: a.cluster,
             node_id: a.node_id.unwrap_or_else(default_node_id),
             cluster_stream: a.cluster_stream,

@@ -79,6 +79,16 @@ impl Config {
             "shutdown_timeout",
             s(format_duration(self.shutdown_timeout)),
         );
+        line(
+            &mut out,
+            "deflate",
+            s(if self.deflate { "on" } else { "off" }.into()),
+        );
+        line(
+            &mut out,
+            "deflate_min_size",
+            s(format_size(self.deflate_min_size)),
+        );
         if self.cluster.is_empty() {
             let _ = writeln!(out, "# cluster: not set, a single node");
         } else {

@@ -23,7 +23,7 @@ use crate::proto::v1;
 use super::bus::{Batch, Item, PublishFailed};
 use super::epoch::Epochs;
 use super::history::{HistoryLimits, Retained, Retention, charge};
-use super::message::{AckTo, Encoding, Message, Position, Publication};
+use super::message::{AckTo, Compression, Encoding, Message, Position, Publication};
 use super::registry::{Behind, Joiner, LocalTopic, Owned, Registry, TopicId, group_mut};
 use super::replay::{Lead, ReplayAnswer, ReplayFrom, ReplayRequest, plan};
 use super::topic::Interest;
@@ -79,6 +79,8 @@ pub struct PubSub {
     epochs: Arc<Epochs>,
     next_incarnation: u64,
     metrics: Arc<CoreMetrics>,
+    /// The worker's permessage-deflate compressor and `--deflate-min-size`.
+    pub compression: Compression,
 }
 
 impl PubSub {
@@ -89,6 +91,7 @@ impl PubSub {
         limits: HistoryLimits,
         epochs: Arc<Epochs>,
         metrics: Arc<CoreMetrics>,
+        compression: Compression,
     ) -> Self {
         let workers = interest.workers();
         PubSub {
@@ -101,6 +104,7 @@ impl PubSub {
             epochs,
             next_incarnation: 1,
             metrics,
+            compression,
         }
     }
 
@@ -193,7 +197,7 @@ impl PubSub {
                 s.push(Item::Deliver(msg.clone()));
             }
         });
-        deliver_here(&mut self.topics, sink, msg);
+        deliver_here(&mut self.topics, sink, msg, &mut self.compression);
     }
 
     /// Register subscriber `key` (generation `generation`) on `name` in `encoding`; with
@@ -324,7 +328,7 @@ impl PubSub {
             ans.msgs
                 .iter()
                 .chain(held)
-                .map(|m| m.frame(encoding).clone()),
+                .map(|m| m.frame(encoding, &mut self.compression).clone()),
         );
         if sink.replay(ans.conn, ans.generation, &mut frames) {
             j.through = Some(through);
@@ -352,7 +356,7 @@ impl PubSub {
                 }
                 Item::Deliver(msg) => {
                     delivered = true;
-                    deliver_here(&mut self.topics, sink, &msg);
+                    deliver_here(&mut self.topics, sink, &msg, &mut self.compression);
                 }
                 Item::Replay(req) => self.answer(sink, req),
                 Item::Answer(ans) => self.take_answer(sink, ans),
@@ -511,7 +515,12 @@ impl Eviction {
 
 /// The fan-out loop: `msg` to this worker's subscribers of its topic, one wrapped frame per
 /// encoding, one reference-count increment per subscriber.
-fn deliver_here(topics: &mut Registry, sink: &mut dyn Sink, msg: &Arc<Message>) {
+fn deliver_here(
+    topics: &mut Registry,
+    sink: &mut dyn Sink,
+    msg: &Arc<Message>,
+    z: &mut Compression,
+) {
     let Some(id) = topics.by_shared(&msg.topic) else {
         return;
     };
@@ -525,8 +534,8 @@ fn deliver_here(topics: &mut Registry, sink: &mut dyn Sink, msg: &Arc<Message>) 
         }
     }
     for g in &mut t.groups {
-        let frame: Frame = Rc::new(msg.frame(g.encoding).clone());
-        let v1 = g.encoding == Encoding::V1;
+        let frame: Frame = Rc::new(msg.frame(g.encoding, z).clone());
+        let v1 = g.encoding.is_v1();
         // Owed `gap` events go first; one that does not fit yet stays owed.
         for b in g.behind.iter_mut().filter(|b| !b.announced) {
             let gap = Rc::new(v1::gap_frame(&msg.topic.name, &msg.epoch, b.after));

@@ -2,8 +2,10 @@
 //! origin — shared (`Arc`) by every worker, every subscriber queue and the history. Its
 //! wire encodings are built at most once each and cached on it: the raw server frame when
 //! it is published (it is the one copy of the payload: the payload is a slice of it), the
-//! `ringcast.v1` event frame the first time a v1 subscriber needs it. Every subscriber that
-//! wants the same encoding gets the same bytes.
+//! `ringcast.v1` event frame the first time a v1 subscriber needs it, and a
+//! permessage-deflate frame of either per negotiated window the first time a subscriber
+//! with that window needs it. Every subscriber that wants the same encoding gets the same
+//! bytes.
 //!
 //! A [`Publication`] is a message before its owner gave it a position.
 
@@ -12,28 +14,77 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::proto::deflate::{Compressor, WindowBits};
 use crate::proto::{OpCode, v1};
 
 use super::topic::Topic;
 
-/// How a subscriber wants messages framed.
+/// What a subscriber's frames carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Encoding {
+pub enum Framing {
     /// The published payload byte for byte, in the published frame type.
     Raw,
     /// A `ringcast.v1` `msg` event: header line with the position, then the payload.
     V1,
 }
 
-impl Encoding {
+impl Framing {
     /// The label (metrics, logs).
     pub fn label(self) -> &'static str {
         match self {
-            Encoding::Raw => "raw",
-            Encoding::V1 => "ringcast.v1",
+            Framing::Raw => "raw",
+            Framing::V1 => "ringcast.v1",
         }
     }
 }
+
+/// How a subscriber wants messages encoded: the framing, and the permessage-deflate window
+/// it negotiated (if any).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Encoding {
+    /// Raw or `ringcast.v1`.
+    pub framing: Framing,
+    /// The server window of permessage-deflate (`None`: not negotiated).
+    pub deflate: Option<WindowBits>,
+}
+
+impl Encoding {
+    /// Raw frames, uncompressed.
+    pub const RAW: Encoding = Encoding {
+        framing: Framing::Raw,
+        deflate: None,
+    };
+    /// `ringcast.v1` events, uncompressed.
+    pub const V1: Encoding = Encoding {
+        framing: Framing::V1,
+        deflate: None,
+    };
+
+    /// This encoding, compressed with `window` (`None`: uncompressed).
+    pub fn deflated(self, window: Option<WindowBits>) -> Encoding {
+        Encoding {
+            deflate: window,
+            ..self
+        }
+    }
+
+    /// `ringcast.v1` framing.
+    pub fn is_v1(self) -> bool {
+        self.framing == Framing::V1
+    }
+}
+
+/// What a worker compresses with: its compressor and `--deflate-min-size`.
+#[derive(Debug)]
+pub struct Compression {
+    /// The worker's compressor (its scratch state is reused for every message).
+    pub compressor: Compressor,
+    /// Messages shorter than this go uncompressed.
+    pub min_size: usize,
+}
+
+/// Compressed frames of a message, by framing and window, built on first use.
+type Deflated = [OnceLock<Bytes>; 2 * WindowBits::ALL.len()];
 
 /// Where a message was published.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -62,6 +113,7 @@ pub struct Message {
     /// The raw server frame: header, then the payload.
     raw: Bytes,
     v1: OnceLock<Bytes>,
+    deflated: OnceLock<Box<Deflated>>,
 }
 
 impl Message {
@@ -83,6 +135,7 @@ impl Message {
             at: Instant::now(),
             raw: crate::proto::encode::server_frame(opcode, payload),
             v1: OnceLock::new(),
+            deflated: OnceLock::new(),
         }
     }
 
@@ -97,6 +150,7 @@ impl Message {
             at,
             raw: p.raw,
             v1: OnceLock::new(),
+            deflated: OnceLock::new(),
         }
     }
 
@@ -108,12 +162,12 @@ impl Message {
         self.raw.get(h..).unwrap_or_default()
     }
 
-    /// The frame in `encoding`, built on first use and shared from then on.
+    /// The uncompressed frame in `framing`, built on first use and shared from then on.
     #[inline]
-    pub fn frame(&self, encoding: Encoding) -> &Bytes {
-        match encoding {
-            Encoding::Raw => &self.raw,
-            Encoding::V1 => self.v1.get_or_init(|| {
+    pub fn plain(&self, framing: Framing) -> &Bytes {
+        match framing {
+            Framing::Raw => &self.raw,
+            Framing::V1 => self.v1.get_or_init(|| {
                 v1::msg_frame(
                     self.opcode,
                     &self.topic.name,
@@ -123,6 +177,36 @@ impl Message {
                 )
             }),
         }
+    }
+
+    /// The frame in `encoding`, built on first use (compressed with `z` for a deflate
+    /// window) and shared from then on. A message shorter than `--deflate-min-size`, or one
+    /// that compression would not make smaller, goes uncompressed (RFC 7692 §6 allows it).
+    #[inline]
+    pub fn frame(&self, encoding: Encoding, z: &mut Compression) -> &Bytes {
+        let plain = self.plain(encoding.framing);
+        let Some(window) = encoding.deflate else {
+            return plain;
+        };
+        let body = plain
+            .get(frame_header_len(plain).unwrap_or(0)..)
+            .unwrap_or_default();
+        // The v1 body is longer than the payload only by its short header line: the size
+        // rule looks at the payload, so both framings of a message agree.
+        if self.payload().len() < z.min_size {
+            return plain;
+        }
+        let slot = (encoding.framing as usize) * WindowBits::ALL.len() + window.index();
+        let all = self.deflated.get_or_init(Box::default);
+        all[slot].get_or_init(|| {
+            let f = z.compressor.frame(self.opcode, body, window);
+            // `--deflate-min-size 0`: every message compressed, even when not smaller.
+            if f.len() < plain.len() || z.min_size == 0 {
+                f
+            } else {
+                plain.clone()
+            }
+        })
     }
 
     /// Bytes this message holds for its encodings (history accounting).
@@ -202,7 +286,7 @@ mod tests {
             let m = msg(&payload);
             assert_eq!(m.payload(), &payload[..], "{n}");
             assert_eq!(
-                m.frame(Encoding::Raw),
+                m.plain(Framing::Raw),
                 &server_frame(OpCode::Binary, &payload)
             );
         }
@@ -211,8 +295,8 @@ mod tests {
     #[test]
     fn v1_encoding_is_built_once_and_shared() {
         let m = msg(b"hello");
-        let a = m.frame(Encoding::V1).clone();
-        let b = m.frame(Encoding::V1).clone();
+        let a = m.plain(Framing::V1).clone();
+        let b = m.plain(Framing::V1).clone();
         assert_eq!(a.as_ptr(), b.as_ptr(), "one encoding, shared");
         let mut f = a.to_vec();
         let h = 2;

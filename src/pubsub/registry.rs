@@ -346,7 +346,7 @@ mod tests {
         let interest = Arc::new(Interest::new(2));
         let mut r0 = Registry::new(0, interest.clone());
         let mut r1 = Registry::new(1, interest.clone());
-        let s = r1.subscribe("news", 7, Encoding::Raw);
+        let s = r1.subscribe("news", 7, Encoding::RAW);
         let v = r1.subscribe("news", 8, Encoding::V1);
         assert_eq!(s, v);
         let p = r0.publisher("news");
@@ -362,7 +362,7 @@ mod tests {
             .collect();
         assert_eq!(
             groups,
-            vec![(Encoding::Raw, vec![7]), (Encoding::V1, vec![8])]
+            vec![(Encoding::RAW, vec![7]), (Encoding::V1, vec![8])]
         );
         drop(shared);
         r1.unsubscribe(s, 7);

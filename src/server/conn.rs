@@ -112,7 +112,7 @@ impl Conn {
             generation,
             role: Role::Http,
             state: State::Http,
-            encoding: Encoding::Raw,
+            encoding: Encoding::RAW,
             flags: 0,
             last_rx: now,
             deadline: handshake_deadline,

@@ -16,8 +16,10 @@ use std::time::Instant;
 use crate::auth::Verifier;
 use crate::config::Config;
 use crate::metrics::CoreMetrics;
+use crate::proto::deflate::{Compressor, Level};
 use crate::pubsub::epoch::Epochs;
 use crate::pubsub::history::HistoryLimits;
+use crate::pubsub::message::Compression;
 use crate::pubsub::{Bus, Interest, PubSub};
 
 use super::authn::{LOG_LINES_PER_SECOND, LogLimit, PerIp};
@@ -169,6 +171,10 @@ impl Shared {
             global.history_limits(),
             global.epochs.clone(),
             metrics.clone(),
+            Compression {
+                compressor: Compressor::new(Level::BALANCED),
+                min_size: global.cfg.deflate_min_size,
+            },
         );
         Ok(Rc::new(Shared {
             id,

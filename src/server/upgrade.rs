@@ -10,6 +10,7 @@ use bytes::Bytes;
 
 use crate::auth::Identity;
 use crate::metrics::Reject;
+use crate::proto::deflate::{self, DeflateSettings, Inflation};
 use crate::proto::handshake::{self, HttpError, RequestHead};
 use crate::proto::query::split_target;
 use crate::proto::topic::MAX_TOPICS_PER_SUB;
@@ -36,6 +37,7 @@ fn negotiate(
     head: &RequestHead,
 ) -> Result<(Encoding, Resume), HttpError> {
     let v1 = role.subscribes() && head.offers_protocol(v1::SUBPROTOCOL);
+
     let (_, query) = split_target(&head.path);
     let resume = parse_resume(query, MAX_TOPICS_PER_SUB).map_err(|e| bad(e.reason()))?;
     if !resume.is_empty() && !role.subscribes() {
@@ -47,7 +49,7 @@ fn negotiate(
     if resume.since.iter().any(|s| !topics.contains(&s.topic)) {
         return Err(bad("since names a topic not in the path"));
     }
-    let encoding = if v1 { Encoding::V1 } else { Encoding::Raw };
+    let encoding = if v1 { Encoding::V1 } else { Encoding::RAW };
     Ok((encoding, resume))
 }
 
@@ -83,6 +85,12 @@ pub fn upgrade(sh: &Shared, core: &mut Core, key: u32, up: Upgrade<'_>) -> Resul
         });
     }
     let (encoding, resume) = negotiate(role, topics, head)?;
+    let deflate = sh.cfg().deflate.then(|| {
+        let settings = DeflateSettings::default();
+        deflate::negotiate(head.extensions.as_deref().map(str::as_bytes), &settings)
+    });
+    let agreement = deflate.flatten();
+    let encoding = encoding.deflated(agreement.as_ref().map(|a| a.server_window));
     if let (Some(per_ip), Some(e)) = (&sh.global.per_ip, core.extras.get_mut(key))
         && let Some(ip) = e.ip
     {
@@ -120,15 +128,19 @@ pub fn upgrade(sh: &Shared, core: &mut Core, key: u32, up: Upgrade<'_>) -> Resul
         return Ok(());
     };
     c.encoding = encoding;
-    c.decoder = Some(Decoder::new(DecoderConfig {
-        role: ProtoRole::Server,
-        max_payload: sh.cfg().max_payload,
-    }));
+    c.decoder = Some(
+        Decoder::new(DecoderConfig {
+            role: ProtoRole::Server,
+            max_payload: sh.cfg().max_payload,
+        })
+        .with_inflation(agreement.as_ref().map_or(Inflation::Off, |a| a.inflation())),
+    );
     sh.metrics.closed[Role::Http as usize].inc();
     sh.metrics.opened[role as usize].inc();
     core.ws_open += 1;
-    let protocol = (encoding == Encoding::V1).then_some(v1::SUBPROTOCOL);
-    let resp = handshake::response_101(accept, protocol, None);
+    let protocol = encoding.is_v1().then_some(v1::SUBPROTOCOL);
+    let extensions = agreement.as_ref().map(|a| a.response_header_value());
+    let resp = handshake::response_101(accept, protocol, extensions);
     core.conns.enqueue(key, Bytes::from(resp));
 
     let cluster = sh.global.cluster.as_ref();

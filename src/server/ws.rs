@@ -4,10 +4,11 @@
 //! protocol error fails the connection (RFC 6455 §7.1.7).
 
 use crate::metrics::close_slot;
+use crate::proto::deflate::OutgoingFrames;
 use crate::proto::encode::{server_close_frame, server_frame};
 use crate::proto::v1::{ClientCommand, parse_command};
 use crate::proto::{Event, OpCode, Payload};
-use crate::pubsub::{AckTo, Encoding, Origin, Publication, TopicId};
+use crate::pubsub::{AckTo, Origin, Publication, TopicId};
 use crate::role::Role;
 
 use super::conn::{NO_TOPIC, State, flag};
@@ -112,7 +113,12 @@ fn on_message(
     sh.metrics.messages_in.inc();
     match role {
         Role::Echo => {
-            core.conns.enqueue(key, server_frame(opcode, p.as_slice()));
+            // Compressed for this connection alone (an echo is not shared).
+            let window = core.conns.get(key).and_then(|c| c.encoding.deflate);
+            let z = &mut core.pubsub.compression;
+            let frame = OutgoingFrames::new(opcode, p.as_slice(), z.min_size)
+                .frame(&mut z.compressor, window);
+            core.conns.enqueue(key, frame);
             true
         }
         Role::Pub | Role::PubSub => {
@@ -178,10 +184,7 @@ pub fn resume_after_rate(sh: &Shared, core: &mut Core, key: u32) {
 /// the connection's topics; it then replaces the old one (its `exp` with it). A refused
 /// token fails the connection with 1008 at once.
 fn refresh_token(sh: &Shared, core: &mut Core, key: u32, token: &str) -> bool {
-    let v1 = core
-        .conns
-        .get(key)
-        .is_some_and(|c| c.encoding == Encoding::V1);
+    let v1 = core.conns.get(key).is_some_and(|c| c.encoding.is_v1());
     if sh.global.verifier.is_none() || !v1 {
         core.conns
             .fail(key, 1008, "subscribers may not send messages", false);

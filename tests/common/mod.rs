@@ -1005,6 +1005,23 @@ impl<S: Transport> WsClient<S> {
         })
     }
 
+    /// Inflate the server's compressed messages (permessage-deflate was negotiated).
+    pub fn enable_inflation(&mut self, inflation: ringcast::proto::deflate::Inflation) {
+        let dec = std::mem::replace(
+            &mut self.dec,
+            Decoder::new(DecoderConfig {
+                role: Role::Client,
+                max_payload: CLIENT_MAX_PAYLOAD,
+            }),
+        );
+        self.dec = dec.with_inflation(inflation);
+    }
+
+    /// Bytes received but not yet decoded (e.g. frames right behind the 101).
+    pub fn pending(&self) -> &[u8] {
+        &self.pending
+    }
+
     pub fn send_frame(&mut self, opcode: OpCode, payload: &[u8], fin: bool, masked: bool) {
         let bytes = frame_bytes(opcode, payload, fin, masked);
         self.send_raw(&bytes);

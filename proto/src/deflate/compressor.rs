@@ -208,7 +208,8 @@ impl Compressor {
 ///
 /// Messages shorter than `min_size`, and messages whose compressed frame would not be
 /// smaller than the plain one, go uncompressed to everyone (RSV1 clear is allowed on any
-/// message, RFC 7692 §6).
+/// message, RFC 7692 §6) — except with `min_size` 0, which compresses every message (for
+/// peers that mishandle an uncompressed message on a compressed connection).
 #[derive(Debug)]
 pub struct OutgoingFrames<'p> {
     opcode: OpCode,
@@ -249,7 +250,8 @@ impl<'p> OutgoingFrames<'p> {
             return f.clone();
         }
         let compressed = compressor.frame(self.opcode, self.payload, w);
-        let f = if compressed.len() < header_len(self.payload.len(), false) + self.payload.len() {
+        let smaller = compressed.len() < header_len(self.payload.len(), false) + self.payload.len();
+        let f = if smaller || self.min_size == 0 {
             compressed
         } else {
             self.plain()
@@ -404,10 +406,14 @@ mod tests {
                 x as u8
             })
             .collect();
-        let mut frames = OutgoingFrames::new(OpCode::Binary, &noise, 0);
+        let mut frames = OutgoingFrames::new(OpCode::Binary, &noise, 1);
         let f = frames.frame(&mut c, Some(WindowBits::W15));
         assert_eq!(f[0] & RSV1, 0);
         assert_eq!(&f[4..], &noise[..]);
+        // Minimum size 0: compressed anyway.
+        let mut frames = OutgoingFrames::new(OpCode::Binary, &noise, 0);
+        let f = frames.frame(&mut c, Some(WindowBits::W15));
+        assert_eq!(f[0] & RSV1, RSV1);
     }
 
     #[test]
