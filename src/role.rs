@@ -12,13 +12,22 @@ pub enum Role {
     PubSub,
     /// `GET /echo`.
     Echo,
+    /// `GET /dashboard/live`: the dashboard's snapshot stream.
+    Dashboard,
     /// Plain HTTP (before routing, and `/healthz`, `/metrics`, `POST /pub`).
     Http,
 }
 
 impl Role {
     /// Every role, in metrics order (`Role as usize` indexes per-role counters).
-    pub const ALL: [Role; 5] = [Role::Sub, Role::Pub, Role::PubSub, Role::Echo, Role::Http];
+    pub const ALL: [Role; 6] = [
+        Role::Sub,
+        Role::Pub,
+        Role::PubSub,
+        Role::Echo,
+        Role::Dashboard,
+        Role::Http,
+    ];
 
     /// The metrics label.
     pub fn label(self) -> &'static str {
@@ -27,6 +36,7 @@ impl Role {
             Role::Pub => "pub",
             Role::PubSub => "pubsub",
             Role::Echo => "echo",
+            Role::Dashboard => "dashboard",
             Role::Http => "http",
         }
     }

@@ -119,6 +119,8 @@ pub struct CoreMetrics {
     pub rate_limited: Counter,
     /// Log lines not written (over the per-second limit).
     pub log_lines_suppressed: Counter,
+    /// CPU time of the worker thread, ns (updated once a second).
+    pub cpu_ns: Gauge,
 }
 
 impl CoreMetrics {

@@ -534,6 +534,7 @@ fn deliver_here(
         }
     }
     for g in &mut t.groups {
+        t.delivered += g.subs.len() as u64;
         let frame: Frame = Rc::new(msg.frame(g.encoding, z).clone());
         let v1 = g.encoding.is_v1();
         // Owed `gap` events go first; one that does not fit yet stays owed.

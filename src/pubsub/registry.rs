@@ -93,6 +93,11 @@ pub struct LocalTopic {
     /// before them (in a cluster the replay and live delivery come by different paths), so
     /// they follow it. Empty when no joiner waits.
     pub held: Vec<Arc<super::message::Message>>,
+    /// Deliveries attempted here (every subscriber of every message), for the
+    /// dashboard's busiest topics.
+    pub delivered: u64,
+    /// `delivered` when the dashboard last looked.
+    pub delivered_seen: u64,
     /// Subscribers plus joiners.
     members: u32,
 }
@@ -142,6 +147,8 @@ impl Registry {
             publishers: 0,
             owned: None,
             held: Vec::new(),
+            delivered: 0,
+            delivered_seen: 0,
             members: 0,
         }) as TopicId;
         self.by_name.insert(name, id);
@@ -299,6 +306,11 @@ impl Registry {
     #[inline]
     pub fn get_mut(&mut self, id: TopicId) -> Option<&mut LocalTopic> {
         self.topics.get_mut(id as usize)
+    }
+
+    /// Every topic here, mutably (the dashboard's once-a-second look).
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut LocalTopic> {
+        self.topics.iter_mut().map(|(_, t)| t)
     }
 
     /// Ids of the topics this worker owns state for (sweeping history).

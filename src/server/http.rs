@@ -110,6 +110,18 @@ fn process(sh: &Shared, core: &mut Core, key: u32, http: &mut HttpState) {
                 respond(sh, core, key, &head, status, "text/plain", body);
                 http.buf.drain(..head.head_len);
             }
+            Route::Dashboard => {
+                respond(
+                    sh,
+                    core,
+                    key,
+                    &head,
+                    200,
+                    "text/html; charset=utf-8",
+                    super::dashboard::PAGE.as_bytes(),
+                );
+                http.buf.drain(..head.head_len);
+            }
             Route::Metrics => {
                 let body = crate::metrics::render::render(
                     crate::metrics::cores(),

@@ -22,6 +22,7 @@ pub mod authn;
 pub mod cluster_link;
 pub mod conn;
 pub mod conns;
+pub mod dashboard;
 pub mod drain;
 pub mod extras;
 pub mod finish;

@@ -24,6 +24,8 @@ pub enum Route {
     Healthz,
     /// `GET /metrics`.
     Metrics,
+    /// `GET /dashboard`: the page.
+    Dashboard,
     /// `POST /pub/{topic}`: publish the body.
     Post {
         /// The topic.
@@ -77,7 +79,7 @@ pub enum Listener {
 pub fn route(head: &RequestHead, allowed_origins: Option<&[String]>, on: Listener) -> Route {
     let (path, _query) = split_target(&head.path);
     let method = head.method.unwrap_or(Method::Other);
-    let admin_path = path == "/metrics";
+    let admin_path = matches!(path, "/metrics" | "/dashboard" | "/dashboard/live");
     if (on == Listener::Admin && !admin_path && path != "/healthz")
         || (on == Listener::Public && admin_path)
     {
@@ -91,14 +93,16 @@ pub fn route(head: &RequestHead, allowed_origins: Option<&[String]>, on: Listene
         (Role::Pub, r)
     } else if path == "/echo" {
         (Role::Echo, "")
-    } else if path == "/healthz" || path == "/metrics" {
+    } else if path == "/dashboard/live" {
+        (Role::Dashboard, "")
+    } else if matches!(path, "/healthz" | "/metrics" | "/dashboard") {
         if method != Method::Get {
             return method_not_allowed(ALLOW_GET);
         }
-        return if path == "/healthz" {
-            Route::Healthz
-        } else {
-            Route::Metrics
+        return match path {
+            "/healthz" => Route::Healthz,
+            "/metrics" => Route::Metrics,
+            _ => Route::Dashboard,
         };
     } else {
         return err(404, "not found");
@@ -197,6 +201,9 @@ mod tests {
         assert_eq!(status("/metrics", Listener::Public), 404);
         assert_eq!(status("/healthz", Listener::Public), 200);
         assert_eq!(status("/metrics", Listener::Main), 200);
+        assert_eq!(status("/dashboard", Listener::Admin), 200);
+        assert_eq!(status("/dashboard", Listener::Public), 404);
+        assert_eq!(status("/dashboard", Listener::Main), 200);
     }
 
     #[test]

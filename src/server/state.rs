@@ -34,6 +34,9 @@ pub const READ_BUF: usize = 64 * 1024;
 /// `/healthz` and `/metrics` answer exactly when the server is full.
 pub const HTTP_RESERVE: usize = 64;
 
+/// A worker's busiest topics: (name, deliveries in the last second).
+pub type Busiest = Vec<(Box<str>, u64)>;
+
 /// Process-wide state shared by all workers.
 #[derive(Debug)]
 pub struct Global {
@@ -61,6 +64,9 @@ pub struct Global {
     pub per_ip: Option<PerIp>,
     /// The cluster link (`--cluster`); `None`: a single node.
     pub cluster: Option<super::cluster_link::ClusterLink>,
+    /// Each worker's busiest topics over the last second (name, deliveries/s), for the
+    /// dashboard.
+    pub busiest: Vec<std::sync::Mutex<Busiest>>,
     /// When the server started.
     pub started: Instant,
 }
@@ -78,6 +84,7 @@ impl Global {
             verifier,
             per_ip: cfg.max_connections_per_ip.map(PerIp::new),
             cluster: None,
+            busiest: (0..workers).map(|_| Default::default()).collect(),
             cfg,
             interest: Arc::new(Interest::new(workers)),
             bus,
@@ -145,6 +152,8 @@ pub struct Core {
     pub extras: ExtrasTable,
     /// Connections whose reading is paused by `--max-publish-rate` (key, generation).
     pub rate_paused: Vec<(u32, u32)>,
+    /// Dashboard connections on this worker (key, generation).
+    pub dashboards: Vec<(u32, u32)>,
 }
 
 impl Shared {
@@ -188,6 +197,7 @@ impl Shared {
                 drain_clean: 0,
                 extras: ExtrasTable::default(),
                 rate_paused: Vec::new(),
+                dashboards: Vec::new(),
             }),
             rbuf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
             pbuf: RefCell::new(

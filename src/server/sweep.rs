@@ -72,6 +72,8 @@ pub async fn sweeper(sh: Rc<Shared>) {
         if housekeeping {
             sh.metrics.max_conn_buffered.set(max_buffered as u64);
             last_housekeeping = now;
+            sh.metrics.cpu_ns.set(super::sys::thread_cpu_ns());
+            super::dashboard::tick(&sh, &mut core);
             let (messages, bytes) = core.pubsub.sweep(Instant::now());
             sh.metrics.history_messages.set(messages as u64);
             sh.metrics.history_bytes.set(bytes as u64);

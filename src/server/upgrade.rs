@@ -180,6 +180,9 @@ pub fn upgrade(sh: &Shared, core: &mut Core, key: u32, up: Upgrade<'_>) -> Resul
         c.topics = subs.into_boxed_slice();
         c.pub_topic = pub_topic;
     }
+    if role == Role::Dashboard {
+        core.dashboards.push((key, generation));
+    }
     if let Some(link) = cluster
         && role.subscribes()
     {

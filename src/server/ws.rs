@@ -134,7 +134,7 @@ fn on_message(
                 false
             }
         },
-        Role::Sub | Role::Http => {
+        Role::Sub | Role::Http | Role::Dashboard => {
             core.conns
                 .fail(key, 1008, "subscribers may not send messages", false);
             false
