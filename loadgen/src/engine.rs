@@ -168,6 +168,9 @@ pub struct CloseRecord {
     pub closed_ns: u64,
     /// We gave up waiting for the server's FIN and shut the socket down ourselves.
     pub forced: bool,
+    /// The connection ended (server close, transport loss, a failure) before the run told
+    /// it to close.
+    pub early: bool,
 }
 
 /// A publisher's own account.
@@ -317,6 +320,7 @@ fn thread_main(
         start_ns: Cell::new(0),
         end_ns: Cell::new(0),
         stopped: Cell::new(false),
+        stopped_ns: Cell::new(0),
         remaining: Cell::new(specs.len()),
     });
     let t2 = t.clone();
@@ -361,6 +365,8 @@ struct ThreadCtx {
     start_ns: Cell<u64>,
     end_ns: Cell<u64>,
     stopped: Cell<bool>,
+    /// When this thread saw the run's stop (0: not yet).
+    stopped_ns: Cell<u64>,
     remaining: Cell<usize>,
     sem: Semaphore,
 }
@@ -415,6 +421,7 @@ async fn watcher(t: &ThreadCtx) {
         }
         if !t.stopped.get() && t.run.stop.load(Ordering::Acquire) {
             t.stopped.set(true);
+            t.stopped_ns.set(now_ns());
             t.wake_all();
         }
         if t.remaining.get() == 0 {
@@ -654,7 +661,9 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
     let closed = now_ns();
     t.run.closed.fetch_add(1, Ordering::AcqRel);
     let (end, frame) = rend;
-    let rec = close_record(spec.kind, established, closed, end, frame, &sh, forced);
+    let mut rec = close_record(spec.kind, established, closed, end, frame, &sh, forced);
+    let stop = t.stopped_ns.get();
+    rec.early = stop == 0 || rec.close_start_ns < stop;
     {
         let mut acc = t.acc.borrow_mut();
         acc.closes.push(rec);
@@ -701,6 +710,7 @@ fn close_record(
         close_start_ns: start,
         closed_ns: closed,
         forced,
+        early: false,
     };
     match (end, frame) {
         (ReadEnd::Protocol(pe), _) => {

@@ -14,15 +14,16 @@
 //! | `config` | the scenario's parameters (free-form object) |
 //! | `connect` | `attempted`, `established`, `failed`, `failures` {cause → count; causes `refused`, `timeout`, `http_NNN`, `bad_handshake`, `tls`, `closed_during_handshake`, `addr_not_available`, `other: …`}, `latency_us` (summary), `rate_per_s` |
 //! | `latency_us` | summary of delivery latency = receive time − **scheduled** send time: `count`, `min`, `mean`, `p50`, `p90`, `p99`, `p999`, `p9999`, `max` |
-//! | `delivery` | `window_s`, `publishers`, `subscribers`, `topics`, `rate` (msgs/s offered, all publishers), `size`, `sent_in_window`, `expected`, `delivered`, `lost`, `loss_ratio`, `duplicates`, `reordered`, `foreign`, `deliveries_per_s`, `per_publisher` [{`id`, `topic`, `sent`, `sent_in_window`, `expected`, `delivered`, `lost`, `duplicates`, `reordered`}] |
+//! | `delivery` | `window_s`, `publishers`, `subscribers`, `topics`, `rate` (msgs/s offered, all publishers), `size`, `sent_in_window`, `expected`, `delivered`, `lost`, `loss_ratio`, `duplicates`, `reordered`, `unsent`, `foreign`, `deliveries_per_s`, `per_publisher` [{`id`, `topic`, `sent`, `sent_in_window`, `expected`, `delivered`, `lost`, `duplicates`, `reordered`, `unsent`}] |
 //! | `io` | `reads`, `frames`, `frames_per_read`, `max_frames_per_read`, `bytes_in`, `pings` |
 //! | `cpu` | `wall_s` (measurement window), `loadgen_cpu_s`, `loadgen_threads`, `loadgen_utilization` (cpu / (threads × wall)), `loadgen_ns_per_delivery`, `loadgen_saturated`, `server` {`pid`, `cpu_s`, `utilization`, `ns_per_delivery`, `rss_bytes`} or null |
-//! | `close` | `total`, `by_code` {code → count}, `clean`, `abnormal`, `error_before_close` (connections whose error event preceded their close, always 1006), `abnormal_without_error` (must be 0), `forced` (we shut the socket after `--close-timeout`), `errors` {error → count}, `time_to_close_us` (close start → TCP gone) |
+//! | `close` | `total`, `by_code` {code → count}, `clean`, `abnormal`, `error_before_close` (connections whose error event preceded their close, always 1006), `abnormal_without_error` (must be 0), `forced` (we shut the socket after `--close-timeout`), `closed_early` (ended before the run closed it), `errors` {error → count}, `time_to_close_us` (close start → TCP gone) |
 //! | `probes` | `close` scenario: [{`name`, `expected`, `observed_code`, `observed_reason`, `close_frame_ms`, `fin_after_close`, `sent_after_close_bytes`, `socket_closed_ms`, `drops`, `pass`, `detail`}] |
 //! | `shutdown` | `signal` (`sigterm` or `external`), `connections`, `close_frames`, `codes` {code → count}, `abnormal`, `signal_to_close_frame_us` (summary), `to_first_close_frame_ms`, `to_last_close_frame_ms`, `to_last_closed_ms`, `server_exit_ms` (null if not seen) |
-//! | `capacity` | `search` (`rate` or `subscribers`), `slo_p99_us`, `slo_loss`, `steps` [{`value`, `offered_deliveries_per_s`, `p50_us`, `p99_us`, `max_us`, `loss_ratio`, `lost`, `delivered`, `loadgen_saturated`, `server_cpu_utilization`, `pass`}], `answer` (null if no step passed) |
+//! | `capacity` | `search` (`rate` or `subscribers`), `slo_p99_us`, `slo_loss`, `steps` [{`value`, `offered_deliveries_per_s`, `p50_us`, `p99_us`, `max_us`, `loss_ratio`, `lost`, `delivered`, `loadgen_saturated`, `server_cpu_utilization`, `pass`, `why`}], `answer` (null if no step passed) |
 //! | `slo` | `checks` [{`name`, `limit`, `observed`, `pass`}] from `--max-p99`, `--max-loss`, `--expect-close` and the scenario's own expectations |
 //! | `passed` | every check passed (the exit code is 1 otherwise) |
+//! | `why` | one line per failed check, saying what was observed and what was required |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -88,6 +89,8 @@ pub struct PublisherDelivery {
     pub lost: u64,
     pub duplicates: u64,
     pub reordered: u64,
+    /// Messages of the schedule never sent (the publisher's connection was gone).
+    pub unsent: u64,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -105,6 +108,7 @@ pub struct DeliverySection {
     pub loss_ratio: f64,
     pub duplicates: u64,
     pub reordered: u64,
+    pub unsent: u64,
     pub foreign: u64,
     pub deliveries_per_s: f64,
     pub per_publisher: Vec<PublisherDelivery>,
@@ -149,6 +153,9 @@ pub struct CloseSection {
     pub error_before_close: u64,
     pub abnormal_without_error: u64,
     pub forced: u64,
+    /// Connections that ended before the run closed them (closed by the server, transport
+    /// lost, failed).
+    pub closed_early: u64,
     pub errors: BTreeMap<String, u64>,
     pub time_to_close_us: LatencySummary,
 }
@@ -167,6 +174,9 @@ impl CloseSection {
             }
             if r.forced {
                 s.forced += 1;
+            }
+            if r.early {
+                s.closed_early += 1;
             }
             match &r.error {
                 Some(e) => {
@@ -227,6 +237,8 @@ pub struct CapacityStep {
     pub loadgen_saturated: bool,
     pub server_cpu_utilization: Option<f64>,
     pub pass: bool,
+    /// The criteria this step failed, one line each.
+    pub why: Vec<String>,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -272,6 +284,8 @@ pub struct Report {
     pub capacity: Option<CapacitySection>,
     pub slo: SloSection,
     pub passed: bool,
+    /// One line per failed criterion: why the run failed (empty when it passed).
+    pub why: Vec<String>,
 }
 
 impl Report {
@@ -299,10 +313,16 @@ impl Report {
             capacity: None,
             slo: SloSection::default(),
             passed: true,
+            why: Vec::new(),
         }
     }
 
+    /// Record a criterion; a failed one makes the run fail and adds its line to `why`.
     pub fn check(&mut self, name: &str, limit: String, observed: String, pass: bool) {
+        if !pass {
+            self.why
+                .push(format!("{name}: {observed} (required: {limit})"));
+        }
         self.slo.checks.push(Check {
             name: name.into(),
             limit,
@@ -531,6 +551,9 @@ impl Report {
                         ""
                     }
                 );
+                for w in &s.why {
+                    let _ = writeln!(o, "  {:>12}   why: {w}", "");
+                }
             }
             let _ = writeln!(
                 o,
@@ -554,6 +577,9 @@ impl Report {
             }
         }
         let _ = writeln!(o, "\nresult: {}", if self.passed { "PASS" } else { "FAIL" });
+        for w in &self.why {
+            let _ = writeln!(o, "  why: {w}");
+        }
         o
     }
 }

@@ -617,3 +617,263 @@ fn fanout_over_wss_with_a_self_signed_certificate() {
     );
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
 }
+
+/// A plain loopback HTTP listener written here that answers every request with 404: a
+/// real peer (a socket, an HTTP answer), standing for a server without the endpoints.
+/// Serves until dropped; every read has a deadline.
+struct NotFound {
+    port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl NotFound {
+    fn start() -> NotFound {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.set_nonblocking(true).expect("nonblocking");
+        let port = l.local_addr().expect("addr").port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut answered = 0u64;
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !stop2.load(Ordering::Relaxed) && Instant::now() < deadline {
+                let (mut s, _) = match l.accept() {
+                    Ok(c) => c,
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(2));
+                        continue;
+                    }
+                };
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = s.write_all(
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n",
+                );
+                answered += 1;
+            }
+            answered
+        });
+        NotFound {
+            port,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    /// Stop serving; how many requests were answered.
+    fn finish(mut self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .take()
+            .map(|t| t.join().expect("404 listener thread"))
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for NotFound {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn why(v: &Value) -> Vec<String> {
+    v["why"]
+        .as_array()
+        .expect("why is a list")
+        .iter()
+        .map(|w| w.as_str().expect("why lines are strings").to_string())
+        .collect()
+}
+
+/// Issue 11: every connection answered 404 → no PASS, exit 1, and the report says why
+/// (before: exit 3 and no report at all).
+#[test]
+fn fanout_against_a_server_answering_404_fails_and_says_why() {
+    let _g = serial();
+    let nf = NotFound::start();
+    let json = tmp("fanout404.json");
+    let url = format!("ws://127.0.0.1:{}", nf.port);
+    let (code, out, err) = loadgen(
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--subscribers",
+            "10",
+            "--rate",
+            "100",
+            "--warmup",
+            "100ms",
+            "--duration",
+            "300ms",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("result: FAIL"), "{out}");
+    assert!(!out.contains("result: PASS"), "{out}");
+    let v = read_json(&json);
+    assert_eq!(v["passed"], false);
+    let w = why(&v);
+    assert!(
+        w.iter()
+            .any(|l| l.starts_with("connections: 0 of 11") && l.contains("http_404 ×11")),
+        "{w:?}"
+    );
+    assert!(w.iter().any(|l| l.starts_with("delivery:")), "{w:?}");
+    // Each failed criterion on its own line of the human report too.
+    for l in &w {
+        assert!(out.contains(&format!("why: {l}")), "{l} missing in:\n{out}");
+    }
+    assert_eq!(nf.finish(), 11);
+}
+
+/// Issue 11 as reported: the subscribers are refused (404) while the publisher connects;
+/// the run delivered nothing and printed PASS. Against the real server.
+#[test]
+fn fanout_with_refused_subscribers_fails() {
+    let _g = serial();
+    let srv = Server::start(&[]);
+    let json = tmp("fanout-refused.json");
+    let url = srv.url();
+    let (code, out, err) = loadgen(
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--subscribers",
+            "30",
+            "--sub-path",
+            "/nowhere/{topics}",
+            "--rate",
+            "200",
+            "--warmup",
+            "100ms",
+            "--duration",
+            "500ms",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    let v = read_json(&json);
+    assert_eq!(v["passed"], false);
+    assert_eq!(u(&v["connect"]["established"]), 1);
+    let w = why(&v);
+    assert!(
+        w.iter()
+            .any(|l| l.starts_with("connections: 1 of 31") && l.contains("http_404 ×30")),
+        "{w:?}"
+    );
+    assert!(
+        w.iter()
+            .any(|l| l.starts_with("delivery: 0 deliveries expected")),
+        "{w:?}"
+    );
+    // Relaxed explicitly: one connection of 31 is enough, but nothing was measured.
+    let (code, out, _) = loadgen(
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--subscribers",
+            "30",
+            "--sub-path",
+            "/nowhere/{topics}",
+            "--rate",
+            "200",
+            "--warmup",
+            "100ms",
+            "--duration",
+            "300ms",
+            "--min-connected",
+            "1",
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("why: connections"), "{out}");
+}
+
+/// Issue 11's second case: a run with loss printed PASS. The server is told to drop
+/// messages for subscribers over a tiny `--max-buffered` (policy `drop`: no close, the
+/// messages are just missing); messages larger than that limit, two per publisher write,
+/// put every subscriber over it (measured: 55–67 % lost in five runs).
+#[test]
+fn fanout_with_loss_fails_unless_relaxed() {
+    let _g = serial();
+    let srv = Server::start(&["--slow-consumer", "drop", "--max-buffered", "16KiB"]);
+    let url = srv.url();
+    let args = |json: &Path, extra: &[&'static str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "fanout",
+            "--url",
+            url.as_str(),
+            "--subscribers",
+            "10",
+            "--rate",
+            "2000",
+            "--size",
+            "20KiB",
+            "--warmup",
+            "200ms",
+            "--duration",
+            "1s",
+            "--drain",
+            "1s",
+            "--json",
+            json.to_str().unwrap(),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let json = tmp("fanout-loss.json");
+    let a = args(&json, &[]);
+    let (code, out, err) = loadgen(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        Duration::from_secs(60),
+    );
+    let v = read_json(&json);
+    let d = &v["delivery"];
+    assert!(
+        u(&d["lost"]) > 0,
+        "the server dropped nothing: {d}\n{out}\n{err}"
+    );
+    assert_eq!(code, 1, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(v["passed"], false);
+    assert!(
+        why(&v).iter().any(|l| l.starts_with("loss: ")),
+        "{:?}",
+        why(&v)
+    );
+    // The same loss, accepted explicitly.
+    let json = tmp("fanout-loss-ok.json");
+    let a = args(&json, &["--max-loss", "100%"]);
+    let (code, out, err) = loadgen(
+        &a.iter().map(String::as_str).collect::<Vec<_>>(),
+        Duration::from_secs(60),
+    );
+    let v = read_json(&json);
+    assert!(u(&v["delivery"]["lost"]) > 0);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+}

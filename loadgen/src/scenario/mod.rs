@@ -4,6 +4,7 @@
 pub mod capacity;
 pub mod close;
 pub mod connect;
+pub mod criteria;
 pub mod fanout;
 pub mod shutdown;
 
@@ -521,6 +522,7 @@ impl<'a> LoadRun<'a> {
                     lost: expected.saturating_sub(c.delivered),
                     duplicates: c.duplicates,
                     reordered: c.reordered,
+                    unsent: p.unsent,
                 };
                 tot.sent_in_window += d.sent_in_window;
                 tot.expected += d.expected;
@@ -528,6 +530,7 @@ impl<'a> LoadRun<'a> {
                 tot.lost += d.lost;
                 tot.duplicates += d.duplicates;
                 tot.reordered += d.reordered;
+                tot.unsent += d.unsent;
                 per.push(d);
             }
             tot.loss_ratio = if tot.expected > 0 {
@@ -566,65 +569,6 @@ impl<'a> LoadRun<'a> {
             cpu,
             close,
         })
-    }
-}
-
-/// The `--max-p99`, `--max-loss`, `--expect-close` checks.
-pub fn common_checks(r: &mut Report, c: &Common) {
-    if let Some(limit) = c.max_p99 {
-        let limit_us = limit.0.as_micros() as u64;
-        match r.latency_us.as_ref().map(|l| l.p99) {
-            Some(p99) => r.check(
-                "max-p99",
-                crate::report::us(limit_us),
-                crate::report::us(p99),
-                p99 <= limit_us,
-            ),
-            None => r.check(
-                "max-p99",
-                crate::report::us(limit_us),
-                "no latency measured".into(),
-                false,
-            ),
-        }
-    }
-    if let Some(limit) = c.max_loss {
-        match r.delivery.as_ref().map(|d| d.loss_ratio) {
-            Some(l) => r.check(
-                "max-loss",
-                format!("{limit}"),
-                format!("{l:.6}"),
-                l <= limit,
-            ),
-            None => r.check(
-                "max-loss",
-                format!("{limit}"),
-                "no delivery measured".into(),
-                false,
-            ),
-        }
-    }
-    if let Some(code) = c.expect_close {
-        let (ok, obs) = match &r.close {
-            Some(cl) => {
-                let other: u64 = cl
-                    .by_code
-                    .iter()
-                    .filter(|(k, _)| **k != code.to_string())
-                    .map(|(_, v)| *v)
-                    .sum();
-                (
-                    other == 0 && cl.total > 0,
-                    cl.by_code
-                        .iter()
-                        .map(|(k, v)| format!("{k}×{v}"))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                )
-            }
-            None => (false, "no closes".into()),
-        };
-        r.check("expect-close", code.to_string(), obs, ok);
     }
 }
 
