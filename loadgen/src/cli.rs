@@ -326,6 +326,14 @@ pub struct FanoutCmd {
     pub common: Common,
     #[command(flatten)]
     pub load: Load,
+    /// Run the scenario this many times back to back (fresh connections each time) and
+    /// report the spread over the runs: min/median/max of p50, p99, deliveries/s and
+    /// server CPU per delivery. Passes only if every run passed.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub repeat: u32,
+    /// Pause between repeated runs (lets the server reap the closed connections).
+    #[arg(long, default_value = "1s", value_parser = dur)]
+    pub repeat_pause: Dur,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

@@ -21,6 +21,7 @@
 //! | `probes` | `close` scenario: [{`name`, `expected`, `observed_code`, `observed_reason`, `close_frame_ms`, `fin_after_close`, `sent_after_close_bytes`, `socket_closed_ms`, `drops`, `pass`, `detail`}] |
 //! | `shutdown` | `signal` (`sigterm` or `external`), `connections`, `close_frames`, `codes` {code → count}, `abnormal`, `signal_to_close_frame_us` (summary), `to_first_close_frame_ms`, `to_last_close_frame_ms`, `to_last_closed_ms`, `server_exit_ms` (null if not seen) |
 //! | `capacity` | `search` (`rate` or `subscribers`), `slo_p99_us`, `slo_loss`, `steps` [{`value`, `offered_deliveries_per_s`, `p50_us`, `p99_us`, `max_us`, `loss_ratio`, `lost`, `delivered`, `loadgen_saturated`, `server_cpu_utilization`, `pass`, `why`}], `answer` (null if no step passed) |
+//! | `repeat` | `fanout --repeat N`: `runs`, `pause_s`, `passed_runs`, `per_run` [{`run`, `passed`, `why`, `p50_us`, `p99_us`, `max_us`, `deliveries_per_s`, `lost`, `loss_ratio`, `loadgen_ns_per_delivery`, `server_ns_per_delivery`, `server_cpu_utilization`}], spreads {`min`, `median`, `max`} of `p50_us`, `p99_us`, `deliveries_per_s`, `server_ns_per_delivery`, and `worst_p99_over_median` |
 //! | `slo` | `checks` [{`name`, `limit`, `observed`, `pass`}] from `--max-p99`, `--max-loss`, `--expect-close` and the scenario's own expectations |
 //! | `passed` | every check passed (the exit code is 1 otherwise) |
 //! | `why` | one line per failed check, saying what was observed and what was required |
@@ -250,6 +251,88 @@ pub struct CapacitySection {
     pub answer: Option<f64>,
 }
 
+/// Min, median and max of one figure over repeated runs.
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// `None` for no values; the median of an even count is the mean of the middle two.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            min: v[0],
+            median,
+            max: v[n - 1],
+        })
+    }
+}
+
+/// One run of a `--repeat` series.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct RepeatRun {
+    pub run: u32,
+    pub passed: bool,
+    pub why: Vec<String>,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub deliveries_per_s: f64,
+    pub lost: u64,
+    pub loss_ratio: f64,
+    pub loadgen_ns_per_delivery: Option<f64>,
+    pub server_ns_per_delivery: Option<f64>,
+    pub server_cpu_utilization: Option<f64>,
+}
+
+/// `--repeat N`: every run's figures and their spread.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct RepeatSection {
+    pub runs: u32,
+    pub pause_s: f64,
+    pub per_run: Vec<RepeatRun>,
+    pub p50_us: Option<Spread>,
+    pub p99_us: Option<Spread>,
+    pub deliveries_per_s: Option<Spread>,
+    pub server_ns_per_delivery: Option<Spread>,
+    /// The worst run's p99 over the median p99 (how far the tail strays).
+    pub worst_p99_over_median: Option<f64>,
+    pub passed_runs: u32,
+}
+
+impl RepeatSection {
+    pub fn new(runs: u32, pause_s: f64, per_run: Vec<RepeatRun>) -> Self {
+        let col = |f: &dyn Fn(&RepeatRun) -> Option<f64>| -> Vec<f64> {
+            per_run.iter().filter_map(f).collect()
+        };
+        let p99 = Spread::of(&col(&|r| Some(r.p99_us as f64)));
+        RepeatSection {
+            runs,
+            pause_s,
+            p50_us: Spread::of(&col(&|r| Some(r.p50_us as f64))),
+            deliveries_per_s: Spread::of(&col(&|r| Some(r.deliveries_per_s))),
+            server_ns_per_delivery: Spread::of(&col(&|r| r.server_ns_per_delivery)),
+            worst_p99_over_median: p99.filter(|s| s.median > 0.0).map(|s| s.max / s.median),
+            p99_us: p99,
+            passed_runs: per_run.iter().filter(|r| r.passed).count() as u32,
+            per_run,
+        }
+    }
+}
+
 #[derive(Serialize, Clone, Debug)]
 pub struct Check {
     pub name: String,
@@ -282,6 +365,7 @@ pub struct Report {
     pub probes: Option<Vec<ProbeResult>>,
     pub shutdown: Option<ShutdownSection>,
     pub capacity: Option<CapacitySection>,
+    pub repeat: Option<RepeatSection>,
     pub slo: SloSection,
     pub passed: bool,
     /// One line per failed criterion: why the run failed (empty when it passed).
@@ -311,6 +395,7 @@ impl Report {
             probes: None,
             shutdown: None,
             capacity: None,
+            repeat: None,
             slo: SloSection::default(),
             passed: true,
             why: Vec::new(),
@@ -563,6 +648,9 @@ impl Report {
                     .unwrap_or_else(|| "no step met the SLO".into())
             );
         }
+        if let Some(rp) = &self.repeat {
+            human_repeat(&mut o, rp);
+        }
         if !self.slo.checks.is_empty() {
             let _ = writeln!(o, "\nchecks");
             for c in &self.slo.checks {
@@ -581,6 +669,55 @@ impl Report {
             let _ = writeln!(o, "  why: {w}");
         }
         o
+    }
+}
+
+fn human_repeat(o: &mut String, rp: &RepeatSection) {
+    let _ = writeln!(
+        o,
+        "\nrepeat: {} runs back to back ({} passed); the sections above are the last run",
+        rp.runs, rp.passed_runs
+    );
+    let _ = writeln!(
+        o,
+        "  {:>5} {:>10} {:>10} {:>10} {:>14} {:>10} {:>12}  result",
+        "run", "p50", "p99", "max", "deliveries/s", "lost", "server ns/d"
+    );
+    let nd = |v: Option<f64>| v.map(|n| format!("{n:.0}")).unwrap_or_else(|| "-".into());
+    for r in &rp.per_run {
+        let _ = writeln!(
+            o,
+            "  {:>5} {:>10} {:>10} {:>10} {:>14.0} {:>10} {:>12}  {}",
+            r.run,
+            us(r.p50_us),
+            us(r.p99_us),
+            us(r.max_us),
+            r.deliveries_per_s,
+            r.lost,
+            nd(r.server_ns_per_delivery),
+            if r.passed { "pass" } else { "FAIL" }
+        );
+    }
+    let pick = |s: Option<Spread>, f: fn(&Spread) -> f64| s.as_ref().map(f);
+    for (label, f) in [
+        ("min", (|s: &Spread| s.min) as fn(&Spread) -> f64),
+        ("median", |s: &Spread| s.median),
+        ("max", |s: &Spread| s.max),
+    ] {
+        let _ = writeln!(
+            o,
+            "  {:>5} {:>10} {:>10} {:>10} {:>14} {:>10} {:>12}",
+            label,
+            pick(rp.p50_us, f).map(|v| us(v as u64)).unwrap_or_default(),
+            pick(rp.p99_us, f).map(|v| us(v as u64)).unwrap_or_default(),
+            "",
+            nd(pick(rp.deliveries_per_s, f)),
+            "",
+            nd(pick(rp.server_ns_per_delivery, f)),
+        );
+    }
+    if let Some(w) = rp.worst_p99_over_median {
+        let _ = writeln!(o, "  worst p99 / median p99 = {w:.2}");
     }
 }
 
@@ -649,9 +786,8 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
     o
 }
 
-/// Latency by percentile (x: 1/(1-p), log scale, labelled as percentiles).
-pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), String> {
-    use plotters::prelude::*;
+/// A histogram's percentile curve: (1/(1-p), ms).
+fn percentile_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     let mut pts: Vec<(f64, f64)> = Vec::new();
     if !h.is_empty() {
         for v in h.iter_quantiles(5) {
@@ -663,7 +799,19 @@ pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), 
         }
         pts.push((100_000.0, h.value_at_quantile(0.999_99) as f64 / 1000.0));
     }
-    let ymax = pts.iter().map(|p| p.1).fold(0.1f64, f64::max) * 1.1;
+    pts
+}
+
+/// Latency by percentile (x: 1/(1-p), log scale, labelled as percentiles).
+pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), String> {
+    plot_latency_runs(&[h], title, path)
+}
+
+/// Latency by percentile, one curve per histogram (`--repeat`: one per run).
+pub fn plot_latency_runs(hs: &[&Histogram<u64>], title: &str, path: &Path) -> Result<(), String> {
+    use plotters::prelude::*;
+    let curves: Vec<Vec<(f64, f64)>> = hs.iter().map(|h| percentile_points(h)).collect();
+    let ymax = curves.iter().flatten().map(|p| p.1).fold(0.1f64, f64::max) * 1.1;
     let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
@@ -687,9 +835,29 @@ pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), 
         })
         .draw()
         .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(LineSeries::new(pts, &BLUE))
-        .map_err(|e| e.to_string())?;
+    let many = curves.len() > 1;
+    for (i, pts) in curves.into_iter().enumerate() {
+        let color = if many {
+            Palette99::pick(i).to_rgba()
+        } else {
+            BLUE.to_rgba()
+        };
+        let s = chart
+            .draw_series(LineSeries::new(pts, color))
+            .map_err(|e| e.to_string())?;
+        if many {
+            s.label(format!("run {}", i + 1))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if many {
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
     root.present().map_err(|e| e.to_string())?;
     Ok(())
 }
@@ -756,6 +924,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spread_of_runs() {
+        assert_eq!(Spread::of(&[]), None);
+        let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.0, 3.0));
+        let s = Spread::of(&[4.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!((s.min, s.median, s.max), (1.0, 3.0, 10.0));
+        let run = |p99: u64, passed: bool| RepeatRun {
+            p99_us: p99,
+            passed,
+            ..Default::default()
+        };
+        let r = RepeatSection::new(
+            3,
+            1.0,
+            vec![run(100, true), run(300, false), run(200, true)],
+        );
+        assert_eq!(r.p99_us.map(|s| s.median), Some(200.0));
+        assert_eq!(r.worst_p99_over_median, Some(1.5));
+        assert_eq!(r.passed_runs, 2);
+        // No server pid: no CPU spread.
+        assert_eq!(r.server_ns_per_delivery, None);
+        let mut rep = Report::new("fanout", "ws://x", 1, serde_json::Value::Null);
+        rep.repeat = Some(r);
+        let h = rep.human();
+        assert!(h.contains("repeat: 3 runs back to back (2 passed)"), "{h}");
+        assert!(h.contains("worst p99 / median p99 = 1.50"), "{h}");
+    }
+
+    #[test]
     fn hgrm_format() {
         let mut h = crate::recv::latency_histogram();
         for v in 1..=1000u64 {
@@ -782,6 +979,9 @@ mod tests {
         let p = dir.join("lat.svg");
         plot_latency(&h, "test", &p).unwrap();
         assert!(std::fs::read_to_string(&p).unwrap().contains("<svg"));
+        let p3 = dir.join("runs.svg");
+        plot_latency_runs(&[&h, &h], "runs", &p3).unwrap();
+        assert!(std::fs::read_to_string(&p3).unwrap().contains("run 2"));
         let c = CapacitySection {
             search: "rate".into(),
             slo_p99_us: 10_000,

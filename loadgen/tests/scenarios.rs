@@ -877,3 +877,71 @@ fn fanout_with_loss_fails_unless_relaxed() {
     assert!(u(&v["delivery"]["lost"]) > 0);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
 }
+
+/// Issue 17: `--repeat N` runs the scenario N times and reports the spread.
+#[test]
+fn fanout_repeat_reports_the_spread() {
+    let _g = serial();
+    let srv = Server::start(&[]);
+    let (json, svg) = (tmp("repeat.json"), tmp("repeat.svg"));
+    let pid = srv.pid().to_string();
+    let url = srv.url();
+    let (code, out, err) = loadgen(
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--subscribers",
+            "20",
+            "--rate",
+            "200",
+            "--warmup",
+            "100ms",
+            "--duration",
+            "500ms",
+            "--drain",
+            "1s",
+            "--repeat",
+            "3",
+            "--repeat-pause",
+            "100ms",
+            "--server-pid",
+            &pid,
+            "--json",
+            json.to_str().unwrap(),
+            "--plot",
+            svg.to_str().unwrap(),
+        ],
+        Duration::from_secs(90),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let v = read_json(&json);
+    let rp = &v["repeat"];
+    assert_eq!(u(&rp["runs"]), 3);
+    assert_eq!(u(&rp["passed_runs"]), 3);
+    let runs = rp["per_run"].as_array().expect("per_run");
+    assert_eq!(runs.len(), 3);
+    for key in [
+        "p50_us",
+        "p99_us",
+        "deliveries_per_s",
+        "server_ns_per_delivery",
+    ] {
+        let s = &rp[key];
+        let (min, med, max) = (
+            s["min"].as_f64().unwrap_or_else(|| panic!("{key}: {s}")),
+            s["median"].as_f64().unwrap(),
+            s["max"].as_f64().unwrap(),
+        );
+        assert!(min <= med && med <= max, "{key}: {s}");
+        assert!(min > 0.0, "{key}: {s}");
+    }
+    // The median p99 is one of the runs' p99 (three runs).
+    let p99s: Vec<f64> = runs.iter().map(|r| r["p99_us"].as_f64().unwrap()).collect();
+    assert!(p99s.contains(&rp["p99_us"]["median"].as_f64().unwrap()));
+    assert!(
+        out.contains("repeat: 3 runs back to back (3 passed)"),
+        "{out}"
+    );
+    assert!(std::fs::read_to_string(&svg).unwrap().contains("run 3"));
+}

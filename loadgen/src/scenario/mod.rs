@@ -574,6 +574,17 @@ impl<'a> LoadRun<'a> {
 
 /// Print the summary, write the files; the exit code (0 pass, 1 a check failed).
 pub fn emit(r: &Report, hist: Option<&Histogram<u64>>, c: &Common) -> i32 {
+    emit_runs(r, hist, &hist.into_iter().collect::<Vec<_>>(), c)
+}
+
+/// [`emit`] for several runs: `hist` (all runs together) goes to `--hgrm`, `runs` are
+/// plotted one curve each.
+pub fn emit_runs(
+    r: &Report,
+    hist: Option<&Histogram<u64>>,
+    runs: &[&Histogram<u64>],
+    c: &Common,
+) -> i32 {
     print!("{}", r.human());
     let mut code = if r.passed { 0 } else { 1 };
     if let Some(p) = &c.json
@@ -590,10 +601,10 @@ pub fn emit(r: &Report, hist: Option<&Histogram<u64>>, c: &Common) -> i32 {
     }
     if let Some(p) = &c.plot {
         let title = format!("{} — {}", r.scenario, r.target);
-        let res = match (&r.capacity, hist) {
+        let res = match (&r.capacity, runs) {
             (Some(cap), _) => crate::report::plot_capacity(cap, &title, p),
-            (None, Some(h)) => crate::report::plot_latency(h, &title, p),
-            (None, None) => Err("no latency to plot in this scenario".into()),
+            (None, _) if !runs.is_empty() => crate::report::plot_latency_runs(runs, &title, p),
+            (None, _) => Err("no latency to plot in this scenario".into()),
         };
         if let Err(e) = res {
             eprintln!("loadgen: --plot {}: {e}", p.display());
