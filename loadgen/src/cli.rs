@@ -118,6 +118,19 @@ hold (probes, close codes, the capacity SLO). Relax explicitly with --min-connec
 every criterion (checks) and, for a failed run, one `why:` line per failed criterion \
 (JSON: `why`).
 
+Reconnect, resume, loss (fanout, close, capacity): --url is repeatable (connections are \
+dealt round-robin over the URLs; a reconnect goes to the next one). --protocol ringcast.v1 \
+subscribers read events and track their topic's position; with --reconnect they come \
+back after any close (delay: random in [0, min(--backoff-max, --backoff-min × 2^attempt)]; \
+after 1001 to the next URL, after 1008 from the longest delay, as a browser client \
+should) and resume with ?since=topic@epoch:seq. Across reconnects a message is \
+*published* when the server acknowledged it (--publish-via post: exact) or, for WebSocket \
+publishers, when it is at or below the highest message anyone received from the same \
+publisher connection (or that connection was closed by us and echoed); the rest is \
+*unconfirmed*, never lost. Each subscriber must get each published message of its topic \
+exactly once: a miss is *announced* when a gap/reset came before that publisher's next \
+message, else *lost*. expected = delivered + announced + lost. Details: README.
+
 Exit codes:
   0  the run passed
   1  the run failed: a criterion failed (see `why:`), including a server that refused or \
@@ -132,7 +145,9 @@ Examples:
   loadgen connect --connections 10000 --connect-rate 20000 --source-ips 127.0.0.2-127.0.0.20
   loadgen close --max-payload 1MiB --server-close-timeout 1s
   loadgen shutdown --connections 10000 --server-pid $(pidof ringcast)
-  loadgen capacity --subscribers 1000 --slo-p99 10ms --slo-loss 0 --plot capacity.svg";
+  loadgen capacity --subscribers 1000 --slo-p99 10ms --slo-loss 0 --plot capacity.svg
+  loadgen fanout --subscribers 1000 --duration 20s --protocol ringcast.v1 --reconnect \
+--publish-via post --json deploy.json   # then restart the server mid-run: what it cost";
 
 #[derive(Parser, Debug)]
 #[command(name = "loadgen", version, about = ABOUT, long_about = LONG_ABOUT, after_help = EXAMPLES)]
@@ -193,8 +208,10 @@ $(pidof ringcast) --json shutdown.json"
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct Common {
     /// Server URL: ws://host:port (wss:// for TLS). The path comes from the *-path flags.
-    #[arg(long, default_value = "ws://127.0.0.1:9001")]
-    pub url: String,
+    /// Repeatable (a cluster): connections are spread over the URLs round-robin, and a
+    /// reconnect goes to the next one.
+    #[arg(long = "url", default_value = "ws://127.0.0.1:9001", action = clap::ArgAction::Append)]
+    pub url: Vec<String>,
     /// Engine threads (one io_uring runtime each); default: all cores we may run on.
     #[arg(long)]
     pub threads: Option<usize>,
@@ -260,6 +277,10 @@ pub struct Common {
     /// --slo-loss decides per step).
     #[arg(long, value_parser = ratio)]
     pub max_loss: Option<f64>,
+    /// Relax: messages a subscriber missed under a `gap` or `reset` announcement
+    /// (ringcast.v1: the server said so) do not fail the run; silent loss still does.
+    #[arg(long)]
+    pub accept_announced: bool,
     /// Relax: this many duplicate deliveries are accepted (default 0).
     #[arg(long, default_value_t = 0)]
     pub max_duplicates: u64,
@@ -318,6 +339,34 @@ pub struct Load {
     /// text: the measurement header is binary).
     #[arg(long)]
     pub text: bool,
+    /// Subscriber protocol: `raw` (payload byte for byte) or `ringcast.v1` (offer the
+    /// subprotocol, require it selected, read every frame as a msg/gap/reset event, track
+    /// positions, resume with ?since= after a reconnect).
+    #[arg(long, default_value = "raw", value_parser = ["raw", "ringcast.v1"])]
+    pub protocol: String,
+    /// After any close or transport loss, subscribers (and WebSocket publishers) reconnect
+    /// to the next --url after a backoff (--backoff-min/--backoff-max, full jitter; a 1008
+    /// close starts at the longest delay) and resume from their positions (ringcast.v1).
+    #[arg(long)]
+    pub reconnect: bool,
+    /// Shortest reconnection delay bound (the first attempt waits a random time up to it).
+    #[arg(long, default_value = "100ms", value_parser = dur)]
+    pub backoff_min: Dur,
+    /// Longest reconnection delay bound (the bound doubles per failed attempt up to it).
+    #[arg(long, default_value = "5s", value_parser = dur)]
+    pub backoff_max: Dur,
+    /// How publishers publish: `ws` (messages on a /pub WebSocket) or `post` (one
+    /// `POST /pub/{topic}` per message on a keep-alive connection, `Accept:
+    /// application/json`: each answer acknowledges its message, so loss accounting is
+    /// exact).
+    #[arg(long, default_value = "ws", value_parser = ["ws", "post"])]
+    pub publish_via: String,
+}
+
+impl Load {
+    pub fn v1(&self) -> bool {
+        self.protocol == "ringcast.v1"
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -83,15 +83,37 @@ pub struct ConnectSection {
 pub struct PublisherDelivery {
     pub id: u32,
     pub topic: u32,
+    /// `ws` or `post`.
+    pub via: &'static str,
+    /// Connections it used (more than one: it reconnected).
+    pub connections: u64,
     pub sent: u64,
     pub sent_in_window: u64,
+    /// Of its messages in the window: known to be published (see `accounting`).
+    pub published: u64,
+    /// Sent in the window, not known to be published: no answer to the POST, or past the
+    /// last message anyone received from a WebSocket connection the server closed.
+    pub unconfirmed: u64,
+    /// POST requests in the window the server refused (non-2xx).
+    pub refused: u64,
     pub expected: u64,
     pub delivered: u64,
     pub lost: u64,
+    /// Missing under a `gap`/`reset` announcement (not lost silently).
+    pub announced: u64,
     pub duplicates: u64,
     pub reordered: u64,
+    /// Received again after a `reset` announced a replay.
+    pub replayed: u64,
     /// Messages of the schedule never sent (the publisher's connection was gone).
     pub unsent: u64,
+    /// POST: acknowledged requests (all, not only the window's), of which with a position.
+    pub acked: u64,
+    pub acked_with_position: u64,
+    /// POST: requests whose connection ended before the answer.
+    pub unanswered: u64,
+    /// POST: refusals by status.
+    pub refused_by_status: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -110,9 +132,60 @@ pub struct DeliverySection {
     pub duplicates: u64,
     pub reordered: u64,
     pub unsent: u64,
+    /// How loss was accounted: `exact` (POST acknowledgements) or `inferred` (WebSocket
+    /// publishers: see the README's definitions).
+    pub accounting: &'static str,
+    pub published: u64,
+    pub unconfirmed: u64,
+    pub refused: u64,
+    /// Missing under `gap`/`reset` announcements, summed over subscribers.
+    pub announced: u64,
+    pub announced_gap: u64,
+    pub announced_reset: u64,
+    pub replayed: u64,
+    /// Missing messages in holes that could not be recorded (counted in `lost`).
+    pub lost_unrecorded: u64,
     pub foreign: u64,
     pub deliveries_per_s: f64,
     pub per_publisher: Vec<PublisherDelivery>,
+}
+
+/// Subscriber protocol, reconnects, resumes and `ringcast.v1` events.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct ReconnectSection {
+    /// `raw` or `ringcast.v1`.
+    pub protocol: String,
+    /// `--reconnect` was on.
+    pub enabled: bool,
+    pub backoff_min_s: f64,
+    pub backoff_max_s: f64,
+    /// Connections established again after a close (subscribers, WebSocket publishers, and
+    /// new connections of POST publishers).
+    pub reconnects: u64,
+    /// The closes followed by a reconnect, by close code (`http`: a POST publisher's
+    /// connection ended).
+    pub after_close: BTreeMap<String, u64>,
+    /// Reconnection attempts that failed, by cause.
+    pub failed_attempts: BTreeMap<String, u64>,
+    /// Reconnects that resumed with `?since=`.
+    pub resumed_with_since: u64,
+    /// Close (or transport loss) → connection established again.
+    pub reconnect_us: LatencySummary,
+    /// Close → first event received after the resume.
+    pub resume_us: LatencySummary,
+    /// `ringcast.v1` events.
+    pub events: crate::v1::V1Counters,
+}
+
+/// Connects and closes per 100 ms, from the start of the run.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct TimelineSection {
+    pub bucket_ms: u64,
+    /// The measurement window, in ms from the start.
+    pub window_start_ms: Option<f64>,
+    pub window_end_ms: Option<f64>,
+    pub connects: Vec<u32>,
+    pub closes: Vec<u32>,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -353,6 +426,8 @@ pub struct Report {
     pub loadgen_version: &'static str,
     pub started_unix_ms: u64,
     pub target: String,
+    /// Every `--url` (a cluster has several).
+    pub targets: Vec<String>,
     pub driver: &'static str,
     pub threads: usize,
     pub config: serde_json::Value,
@@ -360,6 +435,8 @@ pub struct Report {
     pub latency_us: Option<LatencySummary>,
     pub delivery: Option<DeliverySection>,
     pub io: Option<IoSection>,
+    pub reconnect: Option<ReconnectSection>,
+    pub timeline: Option<TimelineSection>,
     pub cpu: Option<CpuSection>,
     pub close: Option<CloseSection>,
     pub probes: Option<Vec<ProbeResult>>,
@@ -383,6 +460,7 @@ impl Report {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
             target: target.into(),
+            targets: vec![target.into()],
             driver: crate::engine::driver_name(),
             threads,
             config,
@@ -390,6 +468,8 @@ impl Report {
             latency_us: None,
             delivery: None,
             io: None,
+            reconnect: None,
+            timeline: None,
             cpu: None,
             close: None,
             probes: None,
@@ -469,16 +549,40 @@ impl Report {
             );
             let _ = writeln!(
                 o,
-                "  sent {}  expected {}  delivered {}  lost {} ({:.4}%)  dup {}  reordered {}  foreign {}",
+                "  accounting {}: sent {}  published {}  unconfirmed {}  refused {}  unsent {}",
+                if d.accounting == "exact" {
+                    "exact (POST acknowledgements)"
+                } else {
+                    "inferred (WebSocket publishers)"
+                },
                 d.sent_in_window,
+                d.published,
+                d.unconfirmed,
+                d.refused,
+                d.unsent
+            );
+            let _ = writeln!(
+                o,
+                "  expected {}  delivered {}  lost {} ({:.4}%)  announced {} (gap {}, reset {})  dup {}  replayed {}  reordered {}  foreign {}",
                 d.expected,
                 d.delivered,
                 d.lost,
                 d.loss_ratio * 100.0,
+                d.announced,
+                d.announced_gap,
+                d.announced_reset,
                 d.duplicates,
+                d.replayed,
                 d.reordered,
                 d.foreign
             );
+            if d.lost_unrecorded > 0 {
+                let _ = writeln!(
+                    o,
+                    "  ({} of the lost were in holes too many to record: counted as lost)",
+                    d.lost_unrecorded
+                );
+            }
             let _ = writeln!(o, "  throughput {:.0} deliveries/s", d.deliveries_per_s);
         }
         if let Some(l) = &self.latency_us {
@@ -504,6 +608,9 @@ impl Report {
                 "  receive: {} frames in {} reads = {:.1} frames/read (max {})",
                 io.frames, io.reads, io.frames_per_read, io.max_frames_per_read
             );
+        }
+        if let Some(rc) = &self.reconnect {
+            human_reconnect(&mut o, rc, self.timeline.as_ref());
         }
         if let Some(c) = &self.cpu {
             let _ = writeln!(o, "\ncpu (over {:.2} s)", c.wall_s);
@@ -672,6 +779,93 @@ impl Report {
     }
 }
 
+fn tally(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}×{v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn human_reconnect(o: &mut String, rc: &ReconnectSection, tl: Option<&TimelineSection>) {
+    let _ = writeln!(
+        o,
+        "\nreconnect ({}, {})",
+        rc.protocol,
+        if rc.enabled {
+            format!(
+                "--reconnect, backoff {}..{}",
+                us((rc.backoff_min_s * 1e6) as u64),
+                us((rc.backoff_max_s * 1e6) as u64)
+            )
+        } else {
+            "no --reconnect".into()
+        }
+    );
+    let _ = writeln!(
+        o,
+        "  reconnects {}  resumed with since {}  after close: {}  failed attempts: {}",
+        rc.reconnects,
+        rc.resumed_with_since,
+        tally(&rc.after_close),
+        tally(&rc.failed_attempts)
+    );
+    for (label, l) in [
+        ("close → reconnected ", &rc.reconnect_us),
+        ("close → first event", &rc.resume_us),
+    ] {
+        if l.count > 0 {
+            let _ = writeln!(
+                o,
+                "  {label}  p50 {}  p99 {}  max {}  ({} samples)",
+                us(l.p50),
+                us(l.p99),
+                us(l.max),
+                l.count
+            );
+        }
+    }
+    if rc.protocol != "raw" {
+        let e = &rc.events;
+        let _ = writeln!(
+            o,
+            "  events: msg {}  gap {}  reset {}  (not an event {}, other topic {}, position regressions {}, epoch changes without reset {})",
+            e.msgs,
+            e.gaps,
+            e.resets,
+            e.bad_events,
+            e.other_topic,
+            e.position_regressions,
+            e.unannounced_epoch_changes
+        );
+    }
+    if let Some(tl) = tl
+        && rc.reconnects > 0
+    {
+        // The reconnect storm: connects per bucket after the first connection phase.
+        let start = tl
+            .window_start_ms
+            .map_or(0, |w| (w / tl.bucket_ms as f64) as usize);
+        if let Some((i, peak)) = tl
+            .connects
+            .iter()
+            .enumerate()
+            .skip(start)
+            .max_by_key(|(_, v)| **v)
+        {
+            let busy = tl.connects.iter().skip(start).filter(|v| **v > 0).count();
+            let _ = writeln!(
+                o,
+                "  reconnect storm: peak {peak} connects per {} ms at +{} ms; connects in {busy} buckets",
+                tl.bucket_ms,
+                i as u64 * tl.bucket_ms
+            );
+        }
+    }
+}
+
 fn human_repeat(o: &mut String, rp: &RepeatSection) {
     let _ = writeln!(
         o,
@@ -809,12 +1003,41 @@ pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), 
 
 /// Latency by percentile, one curve per histogram (`--repeat`: one per run).
 pub fn plot_latency_runs(hs: &[&Histogram<u64>], title: &str, path: &Path) -> Result<(), String> {
+    plot_run(hs, None, title, path)
+}
+
+type Area<'a> =
+    plotters::drawing::DrawingArea<plotters::backend::SVGBackend<'a>, plotters::coord::Shift>;
+
+/// Latency by percentile (one curve per run) and, when given, the connects and closes
+/// per 100 ms below it (a reconnect storm, flattened or not by a paced drain).
+pub fn plot_run(
+    hs: &[&Histogram<u64>],
+    timeline: Option<&TimelineSection>,
+    title: &str,
+    path: &Path,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    let height = if timeline.is_some() { 900 } else { 520 };
+    let root = SVGBackend::new(path, (900, height)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    match timeline {
+        Some(tl) => {
+            let (top, bottom) = root.split_vertically(520);
+            draw_latency(&top, hs, title)?;
+            draw_timeline(&bottom, tl)?;
+        }
+        None => draw_latency(&root, hs, title)?,
+    }
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn draw_latency(area: &Area<'_>, hs: &[&Histogram<u64>], title: &str) -> Result<(), String> {
     use plotters::prelude::*;
     let curves: Vec<Vec<(f64, f64)>> = hs.iter().map(|h| percentile_points(h)).collect();
     let ymax = curves.iter().flatten().map(|p| p.1).fold(0.1f64, f64::max) * 1.1;
-    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
@@ -858,7 +1081,65 @@ pub fn plot_latency_runs(hs: &[&Histogram<u64>], title: &str, path: &Path) -> Re
             .draw()
             .map_err(|e| e.to_string())?;
     }
-    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn draw_timeline(area: &Area<'_>, tl: &TimelineSection) -> Result<(), String> {
+    use plotters::prelude::*;
+    let step = tl.bucket_ms as f64;
+    let n = tl.connects.len().max(tl.closes.len()).max(1);
+    let xmax = n as f64 * step;
+    let ymax = tl
+        .connects
+        .iter()
+        .chain(&tl.closes)
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("connects and closes per {} ms", tl.bucket_ms),
+            ("sans-serif", 16),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("time since start (ms)")
+        .y_desc(format!("per {} ms", tl.bucket_ms))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let pts = |v: &[u32]| -> Vec<(f64, f64)> {
+        v.iter()
+            .enumerate()
+            .map(|(i, c)| (i as f64 * step, *c as f64))
+            .collect()
+    };
+    chart
+        .draw_series(LineSeries::new(pts(&tl.connects), &BLUE))
+        .map_err(|e| e.to_string())?
+        .label("connects")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    chart
+        .draw_series(LineSeries::new(pts(&tl.closes), &RED))
+        .map_err(|e| e.to_string())?
+        .label("closes")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    for w in [tl.window_start_ms, tl.window_end_ms].into_iter().flatten() {
+        chart
+            .draw_series(LineSeries::new(vec![(w, 0.0), (w, ymax)], &BLACK.mix(0.3)))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -979,6 +1260,16 @@ mod tests {
         let p = dir.join("lat.svg");
         plot_latency(&h, "test", &p).unwrap();
         assert!(std::fs::read_to_string(&p).unwrap().contains("<svg"));
+        let p4 = dir.join("timeline.svg");
+        let tl = TimelineSection {
+            bucket_ms: 100,
+            window_start_ms: Some(500.0),
+            window_end_ms: Some(1500.0),
+            connects: vec![100, 0, 0, 0, 0, 0, 0, 0, 20, 50, 30],
+            closes: vec![0, 0, 0, 0, 0, 0, 0, 100, 0, 0, 0],
+        };
+        plot_run(&[&h], Some(&tl), "restart", &p4).unwrap();
+        assert!(std::fs::read_to_string(&p4).unwrap().contains("connects"));
         let p3 = dir.join("runs.svg");
         plot_latency_runs(&[&h, &h], "runs", &p3).unwrap();
         assert!(std::fs::read_to_string(&p3).unwrap().contains("run 2"));

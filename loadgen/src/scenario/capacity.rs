@@ -73,10 +73,7 @@ pub fn run(cmd: &CapacityCmd) -> Result<i32> {
             .unwrap_or((1.0, 0, 0));
         let mut judged = ctx.report("capacity-step", serde_json::Value::Null);
         out.fill(&mut judged);
-        step_criteria.connections(&mut judged, asked, &out.connect);
-        step_criteria.delivery(&mut judged, out.delivery.as_ref());
-        step_criteria.kept_open(&mut judged, &out.close);
-        step_criteria.latency(&mut judged);
+        step_criteria.fanout(&mut judged, asked, &out, &load);
         let pass = judged.passed;
         let step = CapacityStep {
             value: v,

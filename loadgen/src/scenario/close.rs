@@ -161,10 +161,7 @@ pub fn run(cmd: &CloseCmd) -> Result<i32> {
     if let Some(o) = &out {
         o.fill(&mut r);
         // The background load is a fan-out run: the same criteria.
-        k.connections(&mut r, asked, &o.connect);
-        k.delivery(&mut r, o.delivery.as_ref());
-        k.kept_open(&mut r, &o.close);
-        k.latency(&mut r);
+        k.fanout(&mut r, asked, o, &cmd.load);
     }
     for p in &results {
         r.check(
@@ -498,6 +495,7 @@ async fn slow_probe(pc: &ProbeCfg, expected: &str) -> ProbeResult {
         65536,
         pc.connect_timeout,
         Some(4096),
+        None,
     )
     .await
     {

@@ -36,6 +36,11 @@ pub fn run(cmd: &ConnectCmd) -> Result<i32> {
         drain: crate::cli::Dur(Default::default()),
         connect_rate: cmd.connect_rate,
         text: false,
+        protocol: "raw".into(),
+        reconnect: false,
+        backoff_min: crate::cli::Dur(Default::default()),
+        backoff_max: crate::cli::Dur(Default::default()),
+        publish_via: "ws".into(),
     };
     let mut run = LoadRun::spawn_specs(&ctx, &load, specs, cmd.connect_rate)?;
     run.sample_start();

@@ -11,12 +11,14 @@
 
 use crate::cli::{Common, MinConnected};
 use crate::report::{CloseSection, ConnectSection, DeliverySection, Report, us};
+use crate::v1::V1Counters;
 
 /// The criteria resolved from the common flags.
 #[derive(Clone, Debug)]
 pub struct Criteria {
     pub min_connected: Option<MinConnected>,
     pub max_loss: f64,
+    pub accept_announced: bool,
     pub max_duplicates: u64,
     pub max_p99_us: Option<u64>,
 }
@@ -27,6 +29,7 @@ impl Criteria {
         Criteria {
             min_connected: c.min_connected,
             max_loss: c.max_loss.unwrap_or(default_loss),
+            accept_announced: c.accept_announced,
             max_duplicates: c.max_duplicates,
             max_p99_us: c.max_p99.map(|d| d.0.as_micros() as u64),
         }
@@ -93,6 +96,22 @@ impl Criteria {
             ),
             d.loss_ratio <= self.max_loss,
         );
+        if d.announced > 0 || d.replayed > 0 {
+            r.check(
+                "announced loss",
+                if self.accept_announced {
+                    "accepted (--accept-announced)".into()
+                } else {
+                    "0 (accept with --accept-announced)".into()
+                },
+                format!(
+                    "{} deliveries missed under announcements ({} after a gap, {} after a \
+                     reset), {} replayed",
+                    d.announced, d.announced_gap, d.announced_reset, d.replayed
+                ),
+                self.accept_announced || d.announced == 0,
+            );
+        }
         r.check(
             "duplicates",
             format!("≤ {}", self.max_duplicates),
@@ -130,6 +149,49 @@ impl Criteria {
             observed,
             c.closed_early == 0,
         );
+    }
+
+    /// `ringcast.v1`: every frame a valid event of the subscribed topic, positions
+    /// increasing within an epoch, a new epoch only after a `reset`.
+    pub fn events(&self, r: &mut Report, e: &V1Counters) {
+        let bad =
+            e.bad_events + e.other_topic + e.position_regressions + e.unannounced_epoch_changes;
+        r.check(
+            "ringcast.v1 events",
+            "valid, positions in order".into(),
+            format!(
+                "{} msg, {} gap, {} reset; {} not an event, {} for another topic, {} position \
+                 regressions, {} epoch changes without reset",
+                e.msgs,
+                e.gaps,
+                e.resets,
+                e.bad_events,
+                e.other_topic,
+                e.position_regressions,
+                e.unannounced_epoch_changes
+            ),
+            bad == 0,
+        );
+    }
+
+    /// The criteria of a fan-out load: connections, delivery, the connections kept open
+    /// (without `--reconnect`), `ringcast.v1` events, and `--max-p99`.
+    pub fn fanout(
+        &self,
+        r: &mut Report,
+        asked: u64,
+        o: &super::LoadOutcome,
+        load: &crate::cli::Load,
+    ) {
+        self.connections(r, asked, &o.connect);
+        self.delivery(r, o.delivery.as_ref());
+        if !load.reconnect {
+            self.kept_open(r, &o.close);
+        }
+        if load.v1() {
+            self.events(r, &o.reconnect.events);
+        }
+        self.latency(r);
     }
 
     /// `--max-p99`.

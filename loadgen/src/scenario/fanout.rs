@@ -90,11 +90,7 @@ fn one_run(ctx: &Ctx, cmd: &FanoutCmd) -> Result<(Report, LoadOutcome)> {
         json!({ "load": l, "repeat": cmd.repeat, "common": &cmd.common }),
     );
     out.fill(&mut r);
-    let k = Criteria::new(&cmd.common, 0.0);
-    k.connections(&mut r, asked, &out.connect);
-    k.delivery(&mut r, out.delivery.as_ref());
-    k.kept_open(&mut r, &out.close);
-    k.latency(&mut r);
+    Criteria::new(&cmd.common, 0.0).fanout(&mut r, asked, &out, l);
     if let Some(code) = cmd.common.expect_close {
         expect_close(&mut r, code);
     }
