@@ -983,10 +983,12 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
             recv = r;
             if let Some(p) = publ.as_mut() {
                 // Everything before our close frame was read by the server when it echoed
-                // the close: the whole segment was processed.
+                // the close: the whole segment was processed. (Ours came first, and the
+                // answer carries our 1000, or nothing: not a 1001 that crossed it.)
                 let confirmed = rec.clean
                     && sh.close_sent_ns.get() != 0
-                    && sh.close_sent_ns.get() <= sh.close_recv_ns.get();
+                    && sh.close_sent_ns.get() <= sh.close_recv_ns.get()
+                    && matches!(rec.code, 1000 | 1005);
                 p.res.segments.push(Segment {
                     from: seg_from,
                     to: p.handed_out(),

@@ -795,11 +795,16 @@ fn human_reconnect(o: &mut String, rc: &ReconnectSection, tl: Option<&TimelineSe
         "\nreconnect ({}, {})",
         rc.protocol,
         if rc.enabled {
-            format!(
-                "--reconnect, backoff {}..{}",
-                us((rc.backoff_min_s * 1e6) as u64),
-                us((rc.backoff_max_s * 1e6) as u64)
-            )
+            {
+                let d = |s: f64| {
+                    ringcast_proto::units::format_duration(std::time::Duration::from_secs_f64(s))
+                };
+                format!(
+                    "--reconnect, backoff {}..{}",
+                    d(rc.backoff_min_s),
+                    d(rc.backoff_max_s)
+                )
+            }
         } else {
             "no --reconnect".into()
         }

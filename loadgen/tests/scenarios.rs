@@ -598,6 +598,38 @@ fn fanout_over_wss_with_a_self_signed_certificate() {
     assert_eq!(u(&v["delivery"]["lost"]), 0);
     assert!(u(&v["delivery"]["delivered"]) > 0);
     assert_eq!(u(&v["close"]["by_code"]["1000"]), 21);
+    // POST publishers over TLS (HTTPS to the same listener), acknowledged.
+    let (code, out, err) = loadgen(
+        &[
+            "fanout",
+            "--url",
+            &url,
+            "--insecure",
+            "--subscribers",
+            "10",
+            "--rate",
+            "200",
+            "--warmup",
+            "200ms",
+            "--duration",
+            "500ms",
+            "--publish-via",
+            "post",
+            "--json",
+            json.to_str().unwrap(),
+        ],
+        Duration::from_secs(60),
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let v = read_json(&json);
+    let d = &v["delivery"];
+    assert_eq!(d["accounting"], "exact");
+    assert_eq!(u(&d["published"]), 100, "{d}");
+    assert_eq!(u(&d["lost"]), 0);
+    assert_eq!(
+        u(&d["per_publisher"][0]["acked"]),
+        u(&d["per_publisher"][0]["sent"])
+    );
     // Without --insecure or --ca-file a self-signed server is refused up front.
     let (code, _, err) = loadgen(
         &[
