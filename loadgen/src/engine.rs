@@ -323,7 +323,7 @@ pub struct ReconnectStats {
     pub reconnect_us: Histogram<u64>,
     /// Close → the first event on the next connection, µs.
     pub resume_us: Histogram<u64>,
-    /// Reconnects that asked to resume (`?since=`).
+    /// Reconnects established with a resume (`?since=`).
     pub resumed_with_since: u64,
 }
 
@@ -885,12 +885,9 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
     let mut last_close: Option<u64> = None;
     let mut ever = false;
     loop {
-        let path = match recv.since() {
-            Some(since) if ever => {
-                t.acc.borrow_mut().reconnect.resumed_with_since += 1;
-                crate::v1::with_since(&spec.path, &since)
-            }
-            _ => spec.path.clone(),
+        let (path, resuming) = match recv.since() {
+            Some(since) if ever => (crate::v1::with_since(&spec.path, &since), true),
+            _ => (spec.path.clone(), false),
         };
         t.sem.acquire().await;
         let t0 = now_ns();
@@ -949,6 +946,7 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
                 }
             } else {
                 acc.reconnect.reconnects += 1;
+                acc.reconnect.resumed_with_since += u64::from(resuming);
                 if let Some(c) = last_close {
                     acc.reconnect
                         .reconnect_us
