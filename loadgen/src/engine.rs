@@ -39,6 +39,17 @@
 //! For `wss://` the same loops run over the plain TCP halves with a
 //! `rustls::ClientConnection` shared by both (see [`crate::tls`]): the reader decrypts each
 //! read into a second (reused) buffer before decoding, the writer encrypts what it writes.
+//!
+//! # Reconnecting
+//!
+//! A connection task outlives its connections. With `--reconnect`, after any close or
+//! transport loss a subscriber (and a WebSocket publisher) connects again, to the next
+//! `--url`, after an exponential backoff with full jitter ([`Backoff`]); a `ringcast.v1`
+//! subscriber resumes with `?since=` from its position. The subscriber's [`ConnRecv`] (its
+//! ledger and position) and the publisher's schedule carry over, so loss is accounted
+//! across reconnects and messages that fell due meanwhile are sent late, charged from
+//! their scheduled times. A `--publish-via post` publisher is an HTTP client: it opens a
+//! new connection whenever its keep-alive connection ends.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, VecDeque};
@@ -57,8 +68,9 @@ use hdrhistogram::Histogram;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use ringcast_proto::{OpCode, ProtocolError, encode};
 
+use crate::accounting::{Segment, SeqSet, SubAccount, Via};
 use crate::clock::{instant_at, now_ns};
-use crate::net::{ConnectError, Target, connect_ws};
+use crate::net::{ConnectError, Target, connect_ws_opts, tls_handshake};
 use crate::payload::{MsgHeader, Schedule, write_header};
 use crate::recv::{ConnRecv, RecvStats, latency_histogram};
 use crate::ring::{Fed, ReadSink, RecvRing, RingEnd, feed};
@@ -66,10 +78,50 @@ use crate::ring::{Fed, ReadSink, RecvRing, RingEnd, feed};
 /// Read buffer of an idle (`Hold`) connection.
 const HOLD_READ_BUF: usize = 2048;
 
+/// Reconnection delays: before attempt `n` (0 after a close, +1 per failed attempt) wait a
+/// uniformly random time in `[0, min(max, min · 2ⁿ)]` ("full jitter").
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Backoff {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The exponent whose cap is `max` (where a 1008 close starts).
+    pub fn top(&self) -> u32 {
+        let mut n = 0;
+        while n < 32 && self.cap(n) < self.max {
+            n += 1;
+        }
+        n
+    }
+
+    /// The upper bound of the delay before attempt `n`.
+    pub fn cap(&self, n: u32) -> Duration {
+        let f = 2f64.powi(n.min(62) as i32);
+        self.min.mul_f64(f).min(self.max)
+    }
+
+    /// The delay before attempt `n`, `r` uniform in [0, 1).
+    pub fn delay(&self, n: u32, r: f64) -> Duration {
+        self.cap(n).mul_f64(r.clamp(0.0, 1.0))
+    }
+
+    /// The attempt to start from after a close with `code`: 1008 (policy violation: slow
+    /// consumer, token expired, misuse) means "not so fast": start at the longest delay, as
+    /// a browser client should not hammer a server that closed it for its behaviour.
+    /// Anything else (1001 going away included) starts from the shortest; 1001 also moves
+    /// on to the next URL, which every reconnect does.
+    pub fn first_attempt(&self, code: u16) -> u32 {
+        if code == 1008 { self.top() } else { 0 }
+    }
+}
+
 /// Engine-wide settings.
 #[derive(Clone, Debug)]
 pub struct EngineCfg {
-    pub target: Target,
+    /// The `--url`s: connections start on `spec.url` and move to the next on reconnect.
+    pub targets: Vec<Target>,
     pub threads: usize,
     pub read_buf: usize,
     /// Largest message accepted from the server.
@@ -91,12 +143,28 @@ pub struct EngineCfg {
     /// Plain `ws://` subscribers receive through the thread's [`crate::ring::RecvRing`]
     /// (when it can be set up) instead of a monoio read per task.
     pub ring_recv: bool,
+    /// Subscribers speak `ringcast.v1` (offer it, require it selected, read events).
+    pub v1: bool,
+    /// Topic names are this prefix and the topic index (for `ringcast.v1` events).
+    pub topic_prefix: String,
+    /// Reconnect subscribers and WebSocket publishers after any close.
+    pub reconnect: bool,
+    /// Delays between reconnection attempts (also a POST publisher's new connections).
+    pub backoff: Backoff,
+    /// How publishers publish.
+    pub via: Via,
+}
+
+impl EngineCfg {
+    fn protocol(&self) -> Option<&'static str> {
+        self.v1.then_some(ringcast_proto::v1::SUBPROTOCOL)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConnKind {
-    /// Subscriber of topic index `topic`.
-    Sub { topic: u32 },
+    /// Subscriber `id` of topic index `topic`.
+    Sub { topic: u32, id: u32 },
     /// Publisher `id` on topic `id % topics`.
     Pub { id: u32 },
     /// Connected and idle (connect / shutdown scenarios).
@@ -106,6 +174,8 @@ pub enum ConnKind {
 #[derive(Clone, Debug)]
 pub struct ConnSpec {
     pub kind: ConnKind,
+    /// Index of the `--url` it connects to first.
+    pub url: usize,
     pub path: String,
     pub source: Option<IpAddr>,
     /// Do not connect before this time (ns since the epoch): `--connect-rate` pacing.
@@ -133,6 +203,8 @@ pub struct RunShared {
     pub close_frames: AtomicUsize,
     /// Connections whose TCP connection is gone.
     pub closed: AtomicUsize,
+    /// When the engine started (ns since the epoch): the timeline's origin.
+    pub t0_ns: AtomicU64,
 }
 
 impl RunShared {
@@ -168,17 +240,119 @@ pub struct CloseRecord {
     pub closed_ns: u64,
     /// We gave up waiting for the server's FIN and shut the socket down ourselves.
     pub forced: bool,
+    /// Not the task's first connection (a reconnect).
+    pub reconnect: bool,
+    /// The connection ended (server close, transport loss, a failure) before the run told
+    /// it to close.
+    pub early: bool,
 }
 
 /// A publisher's own account.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct PubResult {
     pub id: u32,
+    pub via: Via,
+    /// Messages written (WebSocket: the write succeeded; POST: the request was written).
     pub sent: u64,
     /// Messages sent whose scheduled time is inside the window.
     pub sent_in_window: u64,
-    /// Messages of the schedule never sent (the connection broke).
+    /// Messages of the schedule never sent (no connection, or the run ended first).
     pub unsent: u64,
+    /// Sequence numbers `[0, handed_out)` were sent or attempted.
+    pub handed_out: u64,
+    /// WebSocket: one per connection.
+    pub segments: Vec<Segment>,
+    /// POST: acknowledged (2xx) sequence numbers.
+    pub acked: SeqSet,
+    /// POST: refused (non-2xx) sequence numbers, and how many by status.
+    pub refused: SeqSet,
+    pub refused_by_status: BTreeMap<u16, u64>,
+    /// POST: requests whose connection ended before the answer.
+    pub unanswered: u64,
+    /// POST: answers that carried the message's position.
+    pub positions: u64,
+    /// Connections it used.
+    pub connections: u64,
+}
+
+/// Connects and closes per 100 ms since the engine started.
+#[derive(Clone, Debug, Default)]
+pub struct Timeline {
+    pub connects: Vec<u32>,
+    pub closes: Vec<u32>,
+}
+
+/// The timeline's bucket.
+pub const TIMELINE_BUCKET_NS: u64 = 100_000_000;
+
+impl Timeline {
+    fn bump(v: &mut Vec<u32>, t0: u64, now: u64) {
+        let i = (now.saturating_sub(t0) / TIMELINE_BUCKET_NS) as usize;
+        // A bound against a clock gone wild: 10 hours of buckets.
+        if i < 360_000 {
+            if v.len() <= i {
+                v.resize(i + 1, 0);
+            }
+            v[i] += 1;
+        }
+    }
+    fn merge(&mut self, o: &Timeline) {
+        for (a, b) in [
+            (&mut self.connects, &o.connects),
+            (&mut self.closes, &o.closes),
+        ] {
+            if a.len() < b.len() {
+                a.resize(b.len(), 0);
+            }
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += *y;
+            }
+        }
+    }
+}
+
+/// What reconnecting cost.
+pub struct ReconnectStats {
+    /// Connections established again after a close.
+    pub reconnects: u64,
+    /// Attempts that failed, by cause.
+    pub failed_attempts: BTreeMap<String, u64>,
+    /// The closes that were followed by a reconnect, by code.
+    pub after_close: BTreeMap<String, u64>,
+    /// Close (or transport loss) → the next connection established, µs.
+    pub reconnect_us: Histogram<u64>,
+    /// Close → the first event on the next connection, µs.
+    pub resume_us: Histogram<u64>,
+    /// Reconnects established with a resume (`?since=`).
+    pub resumed_with_since: u64,
+}
+
+impl Default for ReconnectStats {
+    fn default() -> Self {
+        ReconnectStats {
+            reconnects: 0,
+            failed_attempts: BTreeMap::new(),
+            after_close: BTreeMap::new(),
+            reconnect_us: latency_histogram(),
+            resume_us: latency_histogram(),
+            resumed_with_since: 0,
+        }
+    }
+}
+
+impl ReconnectStats {
+    fn merge(&mut self, o: &ReconnectStats) {
+        self.reconnects += o.reconnects;
+        for (k, v) in &o.failed_attempts {
+            *self.failed_attempts.entry(k.clone()).or_default() += v;
+        }
+        for (k, v) in &o.after_close {
+            *self.after_close.entry(k.clone()).or_default() += v;
+        }
+        let _ = self.reconnect_us.add(&o.reconnect_us);
+        let _ = self.resume_us.add(&o.resume_us);
+        self.resumed_with_since += o.resumed_with_since;
+    }
 }
 
 /// What one engine thread hands back.
@@ -190,6 +364,12 @@ pub struct ThreadResult {
     pub pubs: Vec<PubResult>,
     /// Subscribers that connected, by topic.
     pub subs_by_topic: BTreeMap<u32, u64>,
+    /// Every subscriber that connected: what its ledger ended with.
+    pub subs: Vec<SubAccount>,
+    /// First connections established (reconnects not counted).
+    pub established: u64,
+    pub timeline: Timeline,
+    pub reconnect: ReconnectStats,
 }
 
 impl ThreadResult {
@@ -201,6 +381,10 @@ impl ThreadResult {
             closes: Vec::new(),
             pubs: Vec::new(),
             subs_by_topic: BTreeMap::new(),
+            subs: Vec::new(),
+            established: 0,
+            timeline: Timeline::default(),
+            reconnect: ReconnectStats::default(),
         }
     }
 
@@ -215,6 +399,10 @@ impl ThreadResult {
         for (k, v) in o.subs_by_topic {
             *self.subs_by_topic.entry(k).or_default() += v;
         }
+        self.subs.extend(o.subs);
+        self.established += o.established;
+        self.timeline.merge(&o.timeline);
+        self.reconnect.merge(&o.reconnect);
     }
 }
 
@@ -231,6 +419,7 @@ impl Engine {
     pub fn start(cfg: EngineCfg, specs: Vec<ConnSpec>) -> io::Result<Engine> {
         let cfg = Arc::new(cfg);
         let run = Arc::new(RunShared::default());
+        run.t0_ns.store(now_ns(), Ordering::Relaxed);
         let threads = cfg.threads.max(1);
         let total = specs.len();
         let mut per: Vec<Vec<ConnSpec>> = (0..threads).map(|_| Vec::new()).collect();
@@ -302,7 +491,8 @@ fn thread_main(
     // Plain ws:// subscribers and idle connections receive through one multishot-recv ring
     // per thread (see
     // `crate::ring`); where it cannot be set up they stay on the monoio path.
-    let ring = if cfg.ring_recv && !cfg.target.tls && subs > 0 && monoio::utils::detect_uring() {
+    let any_plain = cfg.targets.iter().any(|t| !t.tls);
+    let ring = if cfg.ring_recv && any_plain && subs > 0 && monoio::utils::detect_uring() {
         RecvRing::new(subs, cfg.read_buf).ok()
     } else {
         None
@@ -317,6 +507,7 @@ fn thread_main(
         start_ns: Cell::new(0),
         end_ns: Cell::new(0),
         stopped: Cell::new(false),
+        stopped_ns: Cell::new(0),
         remaining: Cell::new(specs.len()),
     });
     let t2 = t.clone();
@@ -361,6 +552,8 @@ struct ThreadCtx {
     start_ns: Cell<u64>,
     end_ns: Cell<u64>,
     stopped: Cell<bool>,
+    /// When this thread saw the run's stop (0: not yet).
+    stopped_ns: Cell<u64>,
     remaining: Cell<usize>,
     sem: Semaphore,
 }
@@ -415,6 +608,7 @@ async fn watcher(t: &ThreadCtx) {
         }
         if !t.stopped.get() && t.run.stop.load(Ordering::Acquire) {
             t.stopped.set(true);
+            t.stopped_ns.set(now_ns());
             t.wake_all();
         }
         if t.remaining.get() == 0 {
@@ -571,6 +765,67 @@ impl ReadSink for ConnSink {
     }
 }
 
+/// A publisher's state across its connections.
+struct PubState {
+    res: PubResult,
+    sched: Option<Schedule>,
+}
+
+impl PubState {
+    /// The schedule, once publishing has started.
+    fn schedule(&mut self, t: &ThreadCtx) -> Option<&mut Schedule> {
+        if self.sched.is_none() && t.start_ns.get() != 0 {
+            let cfg = &t.cfg;
+            // Stagger publishers evenly over one interval.
+            let interval = 1e9 / cfg.pub_rate.max(1e-9);
+            let off = (interval * self.res.id as f64 / cfg.publishers.max(1) as f64) as u64;
+            self.sched = Some(Schedule::new(
+                t.start_ns.get() + off,
+                cfg.pub_rate,
+                t.end_ns.get(),
+            ));
+        }
+        self.sched.as_mut()
+    }
+
+    fn handed_out(&self) -> u64 {
+        self.sched.as_ref().map_or(0, Schedule::sent)
+    }
+
+    /// The final account: what was handed out, what never was.
+    fn finish(mut self, t: &ThreadCtx) -> PubResult {
+        let _ = self.schedule(t);
+        self.res.handed_out = self.handed_out();
+        self.res.unsent = self
+            .sched
+            .as_ref()
+            .map_or(0, |s| s.total().saturating_sub(s.sent()));
+        self.res
+    }
+}
+
+/// Sleep `d`, waking early when the run stops; false if it stopped.
+async fn pause(t: &ThreadCtx, d: Duration) -> bool {
+    let until = now_ns() + d.as_nanos() as u64;
+    loop {
+        if t.stopped.get() || t.run.stop.load(Ordering::Acquire) {
+            return false;
+        }
+        let now = now_ns();
+        if now >= until {
+            return true;
+        }
+        // Small steps: a reconnecting task has no connection to be woken through.
+        monoio::time::sleep(Duration::from_nanos((until - now).min(10_000_000))).await;
+    }
+}
+
+/// A uniform random number in [0, 1).
+fn unit_random() -> f64 {
+    (crate::rng::next_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// One connection task: connect, run, and (when asked to) reconnect until the run ends.
 async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
     if let Some(at) = spec.connect_at_ns {
         monoio::time::sleep_until(instant_at(at).into()).await;
@@ -586,83 +841,496 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
         t.task_done();
         return;
     }
-    t.sem.acquire().await;
-    let t0 = now_ns();
+    let cfg = t.cfg.clone();
+    let mut recv = match spec.kind {
+        ConnKind::Sub { topic, id } => {
+            let name = format!("{}{topic}", cfg.topic_prefix);
+            ConnRecv::subscriber(
+                cfg.max_message,
+                id,
+                topic,
+                cfg.topics,
+                cfg.publishers,
+                cfg.v1.then_some(name.as_str()),
+            )
+        }
+        _ => ConnRecv::new(cfg.max_message, u32::MAX, cfg.topics, cfg.publishers),
+    };
+    let mut publ = match spec.kind {
+        ConnKind::Pub { id } => Some(PubState {
+            res: PubResult {
+                id,
+                via: cfg.via,
+                ..PubResult::default()
+            },
+            sched: None,
+        }),
+        _ => None,
+    };
+    let post = publ.is_some() && cfg.via == Via::Post;
+    let reconnects = match spec.kind {
+        ConnKind::Hold => false,
+        // An HTTP client opens a new connection when its keep-alive connection ends.
+        ConnKind::Pub { .. } if post => true,
+        _ => cfg.reconnect,
+    };
     // An idle connection only ever receives control frames: a small buffer will do.
     let read_buf = match spec.kind {
         ConnKind::Hold => HOLD_READ_BUF,
-        _ => t.cfg.read_buf,
+        _ => cfg.read_buf,
     };
-    let res = connect_ws(
-        &t.cfg.target,
-        spec.source,
-        &spec.path,
-        read_buf,
-        t.cfg.connect_timeout,
-    )
-    .await;
-    t.sem.release();
-    let up = match res {
-        Ok(u) => u,
-        Err(e) => {
-            record_connect_failure(&t, &e);
-            t.task_done();
-            return;
+    let targets = cfg.targets.len().max(1);
+    let mut url = spec.url % targets;
+    let mut attempt = 0u32;
+    let mut last_close: Option<u64> = None;
+    let mut ever = false;
+    loop {
+        let (path, resuming) = match recv.since() {
+            Some(since) if ever => (crate::v1::with_since(&spec.path, &since), true),
+            _ => (spec.path.clone(), false),
+        };
+        t.sem.acquire().await;
+        let t0 = now_ns();
+        let target = &cfg.targets[url];
+        let res = if post {
+            connect_http(target, spec.source, read_buf, cfg.connect_timeout).await
+        } else {
+            connect_ws_opts(
+                target,
+                spec.source,
+                &path,
+                read_buf,
+                cfg.connect_timeout,
+                None,
+                if matches!(spec.kind, ConnKind::Sub { .. }) {
+                    cfg.protocol()
+                } else {
+                    None
+                },
+            )
+            .await
+        };
+        t.sem.release();
+        let up = match res {
+            Ok(u) => u,
+            Err(e) if !ever => {
+                record_connect_failure(&t, &e);
+                break;
+            }
+            Err(e) => {
+                *t.acc
+                    .borrow_mut()
+                    .reconnect
+                    .failed_attempts
+                    .entry(e.key())
+                    .or_default() += 1;
+                url = (url + 1) % targets;
+                let d = cfg.backoff.delay(attempt, unit_random());
+                attempt = attempt.saturating_add(1);
+                if !pause(&t, d).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        let established = now_ns();
+        {
+            let mut acc = t.acc.borrow_mut();
+            let t0r = t.run.t0_ns.load(Ordering::Relaxed);
+            Timeline::bump(&mut acc.timeline.connects, t0r, established);
+            if !ever {
+                acc.connect_us.saturating_record((established - t0) / 1000);
+                acc.established += 1;
+                if let ConnKind::Sub { topic, .. } = spec.kind {
+                    *acc.subs_by_topic.entry(topic).or_default() += 1;
+                }
+            } else {
+                acc.reconnect.reconnects += 1;
+                acc.reconnect.resumed_with_since += u64::from(resuming);
+                if let Some(c) = last_close {
+                    acc.reconnect
+                        .reconnect_us
+                        .saturating_record(established.saturating_sub(c) / 1000);
+                }
+            }
         }
-    };
-    let established = now_ns();
+        if !ever {
+            t.run.connected.fetch_add(1, Ordering::AcqRel);
+        } else {
+            recv.reconnected();
+        }
+        if let Some(p) = publ.as_mut() {
+            p.res.connections += 1;
+        }
+        let sh = Rc::new(ConnShared::new(up.stream.as_raw_fd()));
+        t.conns.borrow_mut().push(sh.clone());
+        if t.stopped.get() {
+            sh.notify.notify();
+        }
+        let rec = if post {
+            let p = publ
+                .as_mut()
+                .map(|p| post_conn(up, &sh, &t, p, &cfg.targets[url], &spec.path));
+            if let Some(f) = p {
+                f.await;
+            }
+            None
+        } else {
+            let seg_from = publ.as_ref().map_or(0, PubState::handed_out);
+            let (r, rec) = run_ws(up, spec.kind, recv, &sh, &t, publ.as_mut(), established).await;
+            recv = r;
+            if let Some(p) = publ.as_mut() {
+                // Everything before our close frame was read by the server when it echoed
+                // the close: the whole segment was processed. (Ours came first, and the
+                // answer carries our 1000, or nothing: not a 1001 that crossed it.)
+                let confirmed = rec.clean
+                    && sh.close_sent_ns.get() != 0
+                    && sh.close_sent_ns.get() <= sh.close_recv_ns.get()
+                    && matches!(rec.code, 1000 | 1005);
+                p.res.segments.push(Segment {
+                    from: seg_from,
+                    to: p.handed_out(),
+                    confirmed,
+                });
+            }
+            let mut rec = rec;
+            rec.reconnect = ever;
+            Some(rec)
+        };
+        let closed = now_ns();
+        t.run.closed.fetch_add(1, Ordering::AcqRel);
+        let code = rec.as_ref().map_or(1006, |r| r.code);
+        let close_start = rec.as_ref().map_or(closed, |r| r.close_start_ns);
+        {
+            let mut acc = t.acc.borrow_mut();
+            let t0r = t.run.t0_ns.load(Ordering::Relaxed);
+            Timeline::bump(&mut acc.timeline.closes, t0r, closed);
+            if let (true, Some(c)) = (ever, last_close)
+                && recv.first_data_ns() != 0
+            {
+                acc.reconnect
+                    .resume_us
+                    .saturating_record(recv.first_data_ns().saturating_sub(c) / 1000);
+            }
+            if let Some(r) = rec {
+                acc.closes.push(r);
+            }
+        }
+        ever = true;
+        if !reconnects || t.stopped.get() || t.run.stop.load(Ordering::Acquire) {
+            break;
+        }
+        *t.acc
+            .borrow_mut()
+            .reconnect
+            .after_close
+            .entry(if post {
+                "http".to_string()
+            } else {
+                code.to_string()
+            })
+            .or_default() += 1;
+        last_close = Some(close_start);
+        url = (url + 1) % targets;
+        attempt = cfg.backoff.first_attempt(code);
+        let d = cfg.backoff.delay(attempt, unit_random());
+        attempt = attempt.saturating_add(1);
+        if !pause(&t, d).await {
+            break;
+        }
+    }
     {
         let mut acc = t.acc.borrow_mut();
-        acc.connect_us.saturating_record((established - t0) / 1000);
-        if let ConnKind::Sub { topic } = spec.kind {
-            *acc.subs_by_topic.entry(topic).or_default() += 1;
+        if let (ConnKind::Sub { topic, id }, true) = (spec.kind, ever) {
+            acc.subs.push(SubAccount {
+                sub: id,
+                topic,
+                ends: recv.ledger().ends(),
+            });
+        }
+        if let Some(p) = publ {
+            acc.pubs.push(p.finish(&t));
         }
     }
-    t.run.connected.fetch_add(1, Ordering::AcqRel);
-    let sh = Rc::new(ConnShared::new(up.stream.as_raw_fd()));
-    t.conns.borrow_mut().push(sh.clone());
-    if t.stopped.get() {
-        sh.notify.notify();
-    }
-    let topic = match spec.kind {
-        ConnKind::Sub { topic } => topic,
-        _ => u32::MAX,
-    };
-    let recv = ConnRecv::new(t.cfg.max_message, topic, t.cfg.topics, t.cfg.publishers);
+    t.task_done();
+}
+
+/// Run one WebSocket connection (reader and writer) until it is closed; the subscriber's
+/// receive state comes back with the close record.
+async fn run_ws(
+    up: crate::net::Upgraded<monoio::net::TcpStream>,
+    kind: ConnKind,
+    recv: ConnRecv,
+    sh: &Rc<ConnShared>,
+    t: &ThreadCtx,
+    publ: Option<&mut PubState>,
+    established: u64,
+) -> (ConnRecv, CloseRecord) {
     let sink = Rc::new(ConnSink {
         sh: sh.clone(),
         run: t.run.clone(),
     });
     let tls = up.tls.map(RefCell::new);
     let (rd, wr) = up.stream.into_split();
-    let ring = match spec.kind {
+    let ring = match kind {
         // Idle connections too: a mass close is 10,000 close frames read at once.
         ConnKind::Sub { .. } | ConnKind::Hold if tls.is_none() => t.ring.as_ref(),
         _ => None,
     };
-    let (rend, (pubres, forced)) = match ring {
+    let ((end, frame, recv), forced) = match ring {
         // The read half stays unused (and open) while the ring reads the socket.
         Some(ring) => monoio::join!(
-            ring_read(ring, up.buf, recv, sink, &t),
-            write_loop(wr, spec.kind, &sh, &t, None)
+            ring_read(ring, up.buf, recv, sink, t),
+            write_loop(wr, sh, t, None, publ)
         ),
         None => monoio::join!(
-            read_loop(rd, up.buf, recv, &sink, &t, tls.as_ref()),
-            write_loop(wr, spec.kind, &sh, &t, tls.as_ref())
+            read_loop(rd, up.buf, recv, &sink, t, tls.as_ref()),
+            write_loop(wr, sh, t, tls.as_ref(), publ)
         ),
     };
     let closed = now_ns();
-    t.run.closed.fetch_add(1, Ordering::AcqRel);
-    let (end, frame) = rend;
-    let rec = close_record(spec.kind, established, closed, end, frame, &sh, forced);
-    {
-        let mut acc = t.acc.borrow_mut();
-        acc.closes.push(rec);
-        if let Some(p) = pubres {
-            acc.pubs.push(p);
+    let mut rec = close_record(kind, established, closed, end, frame, sh, forced);
+    let stop = t.stopped_ns.get();
+    rec.early = stop == 0 || rec.close_start_ns < stop;
+    (recv, rec)
+}
+
+/// A POST publisher's connection: plain TCP (or TLS for `wss://` URLs), no upgrade.
+async fn connect_http(
+    target: &Target,
+    source: Option<IpAddr>,
+    read_buf: usize,
+    timeout: Duration,
+) -> Result<crate::net::Upgraded<monoio::net::TcpStream>, ConnectError> {
+    let fut = async {
+        let mut s = crate::net::tcp_connect(target.addr, source)
+            .await
+            .map_err(|e| ConnectError::from_io(&e))?;
+        let tls = match &target.tls_config {
+            Some(cfg) => Some(tls_handshake(&mut s, cfg, &target.host).await?),
+            None => None,
+        };
+        Ok(crate::net::Upgraded {
+            stream: s,
+            buf: Vec::with_capacity(read_buf),
+            tls,
+        })
+    };
+    match monoio::time::timeout(timeout, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+/// Requests in flight at once on one POST publisher connection (pipelined).
+const POST_IN_FLIGHT: usize = 256;
+
+/// Run one POST publisher connection: requests go out as messages fall due (pipelined,
+/// at most [`POST_IN_FLIGHT`] unanswered), answers come back in order as
+/// acknowledgements. Ends when the server closes the connection, an answer is unreadable,
+/// or the run stops (after the answers in flight, at most `--close-timeout`).
+async fn post_conn(
+    up: crate::net::Upgraded<monoio::net::TcpStream>,
+    sh: &ConnShared,
+    t: &ThreadCtx,
+    p: &mut PubState,
+    target: &Target,
+    path: &str,
+) {
+    let inflight: RefCell<VecDeque<u64>> = RefCell::new(VecDeque::new());
+    let answers: RefCell<Vec<crate::post::Answer>> = RefCell::new(Vec::new());
+    let tls = up.tls.map(RefCell::new);
+    let (mut rd, wr) = up.stream.into_split();
+    let reader = async {
+        let mut parser = crate::post::Answers::default();
+        let mut buf = up.buf;
+        let mut plain = Vec::new();
+        loop {
+            buf.clear();
+            let (res, b) = rd.read(buf).await;
+            buf = b;
+            let n = match res {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let data: &[u8] = match &tls {
+                Some(c) => {
+                    plain.clear();
+                    let mut conn = c.borrow_mut();
+                    if crate::tls::decrypt(&mut conn, &buf[..n], &mut plain).is_err() {
+                        break;
+                    }
+                    if conn.wants_write() {
+                        sh.notify.notify();
+                    }
+                    &plain
+                }
+                None => &buf[..n],
+            };
+            match parser.feed(data) {
+                Ok(a) if !a.is_empty() => {
+                    answers.borrow_mut().extend(a);
+                    sh.notify.notify();
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        sh.reader_done.set(true);
+        sh.notify.notify();
+    };
+    let writer = post_writer(
+        wr,
+        sh,
+        t,
+        p,
+        (target, path),
+        tls.as_ref(),
+        &inflight,
+        &answers,
+    );
+    monoio::join!(reader, writer);
+    // What the reader parsed after the writer's last look.
+    settle_answers(p, &inflight, &answers);
+    p.res.unanswered += inflight.borrow().len() as u64;
+}
+
+/// Match answers to the requests in flight, in order.
+fn settle_answers(
+    p: &mut PubState,
+    inflight: &RefCell<VecDeque<u64>>,
+    answers: &RefCell<Vec<crate::post::Answer>>,
+) {
+    let mut q = inflight.borrow_mut();
+    for a in answers.borrow_mut().drain(..) {
+        let Some(seq) = q.pop_front() else { break };
+        if a.ok() {
+            p.res.acked.insert(seq);
+            if a.position.is_some() {
+                p.res.positions += 1;
+            }
+        } else {
+            p.res.refused.insert(seq);
+            *p.res.refused_by_status.entry(a.status).or_default() += 1;
         }
     }
-    t.task_done();
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn post_writer<W: monoio::io::AsyncWriteRent>(
+    mut wr: W,
+    sh: &ConnShared,
+    t: &ThreadCtx,
+    p: &mut PubState,
+    (target, path): (&Target, &str),
+    tls: Option<&RefCell<rustls::ClientConnection>>,
+    inflight: &RefCell<VecDeque<u64>>,
+    answers: &RefCell<Vec<crate::post::Answer>>,
+) {
+    let cfg = &t.cfg;
+    let mut payload = vec![b'x'; cfg.size.max(crate::payload::HEADER_LEN)];
+    let mut wbuf: Vec<u8> = Vec::new();
+    let mut tls_out: Vec<u8> = Vec::new();
+    let mut stop_deadline: Option<u64> = None;
+    loop {
+        settle_answers(p, inflight, answers);
+        if sh.reader_done.get() {
+            break;
+        }
+        let now = now_ns();
+        let stopping = t.stopped.get();
+        if stopping {
+            let d = *stop_deadline.get_or_insert(now + cfg.close_timeout.as_nanos() as u64);
+            if inflight.borrow().is_empty() || now >= d {
+                // Ends the reader; what is still in flight is unanswered.
+                force_shutdown(sh.fd);
+                break;
+            }
+        }
+        let (ws, we) = (
+            t.run.window_start_ns.load(Ordering::Relaxed),
+            t.run.window_end_ns.load(Ordering::Relaxed),
+        );
+        let room = POST_IN_FLIGHT.saturating_sub(inflight.borrow().len()) as u64;
+        let id = p.res.id;
+        let mut batch = 0u64;
+        let mut in_window = 0u64;
+        if !stopping
+            && room > 0
+            && let Some(s) = p.schedule(t)
+        {
+            for seq in s.due(now, room) {
+                let at = s.time_of(seq);
+                write_header(
+                    &mut payload,
+                    &MsgHeader {
+                        publisher: id,
+                        seq,
+                        sched_ns: at,
+                    },
+                );
+                crate::post::request(&mut wbuf, &target.host, path, &payload);
+                inflight.borrow_mut().push_back(seq);
+                batch += 1;
+                if at >= ws && at < we {
+                    in_window += 1;
+                }
+            }
+        }
+        let tls_pending = tls.is_some_and(|c| c.borrow().wants_write());
+        if !wbuf.is_empty() || tls_pending {
+            let res = match tls {
+                None => {
+                    let (res, b) = wr.write_all(std::mem::take(&mut wbuf)).await;
+                    wbuf = b;
+                    res
+                }
+                Some(c) => {
+                    tls_out.clear();
+                    let enc = crate::tls::encrypt(&mut c.borrow_mut(), &wbuf, &mut tls_out);
+                    match enc {
+                        Ok(()) => {
+                            let (res, b) = wr.write_all(std::mem::take(&mut tls_out)).await;
+                            tls_out = b;
+                            res
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
+            };
+            wbuf.clear();
+            match res {
+                Ok(_) => {
+                    p.res.sent += batch;
+                    p.res.sent_in_window += in_window;
+                }
+                Err(_) => {
+                    force_shutdown(sh.fd);
+                    break;
+                }
+            }
+            if batch > 0 {
+                continue;
+            }
+        }
+        let next = match (&p.sched, stopping, room > 0) {
+            (Some(s), false, true) => s.next_time(),
+            _ => None,
+        };
+        let wake_at = match (next, stop_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        match wake_at {
+            Some(at) => {
+                monoio::select! {
+                    _ = sh.notify.wait() => {},
+                    _ = monoio::time::sleep_until(instant_at(at).into()) => {},
+                }
+            }
+            None => sh.notify.wait().await,
+        }
+    }
 }
 
 fn record_connect_failure(t: &ThreadCtx, e: &ConnectError) {
@@ -701,6 +1369,8 @@ fn close_record(
         close_start_ns: start,
         closed_ns: closed,
         forced,
+        reconnect: false,
+        early: false,
     };
     match (end, frame) {
         (ReadEnd::Protocol(pe), _) => {
@@ -735,7 +1405,7 @@ async fn read_loop<R: AsyncReadRent>(
     sink: &ConnSink,
     t: &ThreadCtx,
     tls: Option<&RefCell<rustls::ClientConnection>>,
-) -> (ReadEnd, Option<(Option<u16>, String)>) {
+) -> (ReadEnd, Option<(Option<u16>, String)>, ConnRecv) {
     let read_cap = buf.capacity().max(1024);
     if buf.capacity() < read_cap {
         buf.reserve(read_cap - buf.len());
@@ -780,7 +1450,7 @@ async fn read_loop<R: AsyncReadRent>(
     };
     sink.sh.reader_done.set(true);
     sink.sh.notify.notify();
-    (end, frame)
+    (end, frame, recv)
 }
 
 /// The reader of a plain ws:// subscriber on the thread's receive ring: the bytes that
@@ -791,7 +1461,7 @@ async fn ring_read(
     mut recv: ConnRecv,
     sink: Rc<ConnSink>,
     t: &ThreadCtx,
-) -> (ReadEnd, Option<(Option<u16>, String)>) {
+) -> (ReadEnd, Option<(Option<u16>, String)>, ConnRecv) {
     let sh = sink.sh.clone();
     let mut frame = None;
     let mut failed = None;
@@ -804,10 +1474,18 @@ async fn ring_read(
     }
     drop(leftover);
     let res = match failed {
-        Some(pe) => (ReadEnd::Protocol(pe), None),
+        Some(pe) => (ReadEnd::Protocol(pe), None, recv),
         None => match ring.register(sh.fd, sink, recv, frame) {
-            Ok(slot) => ring.finished(slot).await,
-            Err(e) => (ReadEnd::Io(e), None),
+            Ok(slot) => match ring.finished(slot).await {
+                (end, frame, Some(recv)) => (end, frame, recv),
+                // The slot was lost: its ledger with it (not expected to happen).
+                (end, frame, None) => (
+                    end,
+                    frame,
+                    ConnRecv::new(t.cfg.max_message, u32::MAX, t.cfg.topics, 0),
+                ),
+            },
+            Err((e, recv)) => (ReadEnd::Io(e), None, *recv),
         },
     };
     sh.reader_done.set(true);
@@ -824,27 +1502,21 @@ pub fn force_shutdown(fd: RawFd) {
     }
 }
 
+/// The writer of a WebSocket connection (a publisher's messages when `publ` is given);
+/// true when it had to shut the socket down itself (the close timed out).
 async fn write_loop<W: monoio::io::AsyncWriteRent>(
     mut wr: W,
-    kind: ConnKind,
     sh: &ConnShared,
     t: &ThreadCtx,
     tls: Option<&RefCell<rustls::ClientConnection>>,
-) -> (Option<PubResult>, bool) {
+    mut publ: Option<&mut PubState>,
+) -> bool {
     let mut tls_out: Vec<u8> = Vec::new();
     let cfg = &t.cfg;
     let frame_len = cfg.size + 14;
     let max_batch = ((256 * 1024) / frame_len).max(1) as u64;
     let mut wbuf: Vec<u8> = Vec::new();
     let mut payload = vec![b'x'; cfg.size.max(crate::payload::HEADER_LEN)];
-    let mut sched: Option<Schedule> = None;
-    let mut pubres = match kind {
-        ConnKind::Pub { id } => Some(PubResult {
-            id,
-            ..PubResult::default()
-        }),
-        _ => None,
-    };
     let window = || {
         (
             t.run.window_start_ns.load(Ordering::Relaxed),
@@ -883,22 +1555,16 @@ async fn write_loop<W: monoio::io::AsyncWriteRent>(
         }
         let mut batch = 0u64;
         let mut batch_in_window = 0u64;
-        if let (Some(pr), false, false) = (pubres.as_mut(), closing, write_failed) {
-            if sched.is_none() && t.start_ns.get() != 0 {
-                let start = t.start_ns.get();
-                // Stagger publishers evenly over one interval.
-                let interval = 1e9 / cfg.pub_rate.max(1e-9);
-                let off = (interval * pr.id as f64 / cfg.publishers.max(1) as f64) as u64;
-                sched = Some(Schedule::new(start + off, cfg.pub_rate, t.end_ns.get()));
-            }
-            if let Some(s) = sched.as_mut() {
+        if let (Some(p), false, false) = (publ.as_deref_mut(), closing, write_failed) {
+            let id = p.res.id;
+            if let Some(s) = p.schedule(t) {
                 let (ws, we) = window();
                 for seq in s.due(now, max_batch) {
                     let at = s.time_of(seq);
                     write_header(
                         &mut payload,
                         &MsgHeader {
-                            publisher: pr.id,
+                            publisher: id,
                             seq,
                             sched_ns: at,
                         },
@@ -941,17 +1607,14 @@ async fn write_loop<W: monoio::io::AsyncWriteRent>(
             wbuf.clear();
             match res {
                 Ok(_) => {
-                    if let Some(pr) = pubres.as_mut() {
-                        pr.sent += batch;
-                        pr.sent_in_window += batch_in_window;
+                    if let Some(p) = publ.as_deref_mut() {
+                        p.res.sent += batch;
+                        p.res.sent_in_window += batch_in_window;
                     }
                 }
-                Err(_) => {
-                    write_failed = true;
-                    if let Some(pr) = pubres.as_mut() {
-                        pr.unsent += batch;
-                    }
-                }
+                // The batch stays in this connection's range: perhaps partly written, so
+                // unconfirmed unless a subscriber received it (never sent twice).
+                Err(_) => write_failed = true,
             }
             if batch > 0 {
                 continue;
@@ -969,7 +1632,10 @@ async fn write_loop<W: monoio::io::AsyncWriteRent>(
             force_shutdown(sh.fd);
             close_deadline = None;
         }
-        let next_pub = match (&sched, closing || write_failed) {
+        let next_pub = match (
+            publ.as_ref().and_then(|p| p.sched.as_ref()),
+            closing || write_failed,
+        ) {
             (Some(s), false) => s.next_time(),
             _ => None,
         };
@@ -987,8 +1653,50 @@ async fn write_loop<W: monoio::io::AsyncWriteRent>(
             None => sh.notify.wait().await,
         }
     }
-    if let (Some(pr), Some(s)) = (pubres.as_mut(), sched.as_ref()) {
-        pr.unsent += s.total().saturating_sub(s.sent());
+    forced
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_is_exponential_with_full_jitter_and_bounded() {
+        let b = Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+        };
+        assert_eq!(b.cap(0), Duration::from_millis(100));
+        assert_eq!(b.cap(3), Duration::from_millis(800));
+        assert_eq!(b.cap(6), Duration::from_secs(5));
+        assert_eq!(b.cap(1000), Duration::from_secs(5));
+        assert_eq!(b.top(), 6);
+        // Full jitter: anywhere from 0 to the bound.
+        assert_eq!(b.delay(3, 0.0), Duration::ZERO);
+        assert_eq!(b.delay(3, 0.5), Duration::from_millis(400));
+        assert!(b.delay(3, 0.999_999) < Duration::from_millis(800));
+        // 1008: from the longest bound; 1001 and the rest: from the shortest.
+        assert_eq!(b.first_attempt(1008), 6);
+        assert_eq!(b.first_attempt(1001), 0);
+        assert_eq!(b.first_attempt(1006), 0);
+        for _ in 0..1000 {
+            let r = unit_random();
+            assert!((0.0..1.0).contains(&r));
+        }
     }
-    (pubres, forced)
+
+    #[test]
+    fn timeline_buckets() {
+        let mut t = Timeline::default();
+        Timeline::bump(&mut t.connects, 1_000, 1_000);
+        Timeline::bump(&mut t.connects, 1_000, 1_000 + 250_000_000);
+        Timeline::bump(&mut t.connects, 1_000, 1_000 + 299_999_999);
+        assert_eq!(t.connects, vec![1, 0, 2]);
+        let mut u = Timeline::default();
+        Timeline::bump(&mut u.connects, 0, 0);
+        Timeline::bump(&mut u.closes, 0, 500_000_000);
+        t.merge(&u);
+        assert_eq!(t.connects, vec![2, 0, 2]);
+        assert_eq!(t.closes, vec![0, 0, 0, 0, 0, 1]);
+    }
 }

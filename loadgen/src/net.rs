@@ -97,6 +97,8 @@ pub enum ConnectError {
     HttpStatus(u16),
     /// 101 with a wrong `Sec-WebSocket-Accept`, or an unparsable response.
     BadHandshake,
+    /// 101 without selecting the subprotocol we offered (`--protocol ringcast.v1`).
+    Subprotocol,
     Tls,
     /// The peer closed before answering.
     Closed,
@@ -112,6 +114,7 @@ impl ConnectError {
             ConnectError::Timeout => "timeout".into(),
             ConnectError::HttpStatus(s) => format!("http_{s}"),
             ConnectError::BadHandshake => "bad_handshake".into(),
+            ConnectError::Subprotocol => "subprotocol_not_selected".into(),
             ConnectError::Tls => "tls".into(),
             ConnectError::Closed => "closed_during_handshake".into(),
             ConnectError::AddrNotAvailable => "addr_not_available".into(),
@@ -179,19 +182,28 @@ pub struct Upgraded<S> {
     pub tls: Option<rustls::ClientConnection>,
 }
 
-/// Send the upgrade request for `path` and read the response head. Bytes after the head
-/// stay in the returned buffer.
+/// The upgrade request for `path`, offering `protocol` (`Sec-WebSocket-Protocol`) if given.
+fn upgrade_request(host: &str, path: &str, key: &str, protocol: Option<&str>) -> Vec<u8> {
+    match protocol {
+        Some(p) => handshake::client_request(host, path, key, &[("Sec-WebSocket-Protocol", p)]),
+        None => handshake::client_request(host, path, key, &[]),
+    }
+}
+
+/// Send the upgrade request for `path` (offering `protocol`, which the 101 must then select)
+/// and read the response head. Bytes after the head stay in the returned buffer.
 pub async fn upgrade<S>(
     mut stream: S,
     host: &str,
     path: &str,
     read_buf: usize,
+    protocol: Option<&str>,
 ) -> Result<Upgraded<S>, ConnectError>
 where
     S: AsyncReadRent + monoio::io::AsyncWriteRent,
 {
     let key = handshake::client_key(crate::rng::nonce());
-    let req = handshake::client_request(host, path, &key, &[]);
+    let req = upgrade_request(host, path, &key, protocol);
     let (res, _) = stream.write_all(req).await;
     res.map_err(|e| ConnectError::from_io(&e))?;
     let mut head: Vec<u8> = Vec::with_capacity(1024);
@@ -204,7 +216,7 @@ where
             return Err(ConnectError::Closed);
         }
         head.extend_from_slice(&chunk[..n]);
-        if let Some(head_len) = upgrade_answer(&head, &key)? {
+        if let Some(head_len) = upgrade_answer(&head, &key, protocol)? {
             let rest = head.get(head_len..).unwrap_or_default();
             let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
             buf.extend_from_slice(rest);
@@ -247,21 +259,15 @@ pub async fn upgrade_tls(
     host: &str,
     path: &str,
     read_buf: usize,
+    protocol: Option<&str>,
 ) -> Result<Upgraded<TcpStream>, ConnectError> {
-    let mut conn = crate::tls::connect(cfg, host).map_err(|_| ConnectError::Tls)?;
+    let mut conn = tls_handshake(&mut stream, cfg, host).await?;
     let mut plain = Vec::new();
-    while conn.is_handshaking() {
-        flush_tls(&mut stream, &mut conn, &[]).await?;
-        if conn.is_handshaking() && conn.wants_read() {
-            let raw = raw_read(&mut stream).await?;
-            crate::tls::decrypt(&mut conn, &raw, &mut plain).map_err(|_| ConnectError::Tls)?;
-        }
-    }
     let key = handshake::client_key(crate::rng::nonce());
-    let req = handshake::client_request(host, path, &key, &[]);
+    let req = upgrade_request(host, path, &key, protocol);
     flush_tls(&mut stream, &mut conn, &req).await?;
     loop {
-        if let Some(head_len) = upgrade_answer(&plain, &key)? {
+        if let Some(head_len) = upgrade_answer(&plain, &key, protocol)? {
             let rest = plain.get(head_len..).unwrap_or_default();
             let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
             buf.extend_from_slice(rest);
@@ -280,6 +286,24 @@ pub async fn upgrade_tls(
     }
 }
 
+/// The TLS handshake on a fresh TCP stream (`wss://`, and `https://` for POST publishers).
+pub async fn tls_handshake(
+    stream: &mut TcpStream,
+    cfg: &std::sync::Arc<rustls::ClientConfig>,
+    host: &str,
+) -> Result<rustls::ClientConnection, ConnectError> {
+    let mut conn = crate::tls::connect(cfg, host).map_err(|_| ConnectError::Tls)?;
+    let mut plain = Vec::new();
+    while conn.is_handshaking() {
+        flush_tls(stream, &mut conn, &[]).await?;
+        if conn.is_handshaking() && conn.wants_read() {
+            let raw = raw_read(stream).await?;
+            crate::tls::decrypt(&mut conn, &raw, &mut plain).map_err(|_| ConnectError::Tls)?;
+        }
+    }
+    Ok(conn)
+}
+
 /// Connect and upgrade with an overall deadline.
 pub async fn connect_ws(
     target: &Target,
@@ -288,10 +312,10 @@ pub async fn connect_ws(
     read_buf: usize,
     timeout: Duration,
 ) -> Result<Upgraded<TcpStream>, ConnectError> {
-    connect_ws_opts(target, source, path, read_buf, timeout, None).await
+    connect_ws_opts(target, source, path, read_buf, timeout, None, None).await
 }
 
-/// [`connect_ws`] with an optional `SO_RCVBUF`.
+/// [`connect_ws`] with an optional `SO_RCVBUF` and an offered subprotocol.
 pub async fn connect_ws_opts(
     target: &Target,
     source: Option<IpAddr>,
@@ -299,14 +323,15 @@ pub async fn connect_ws_opts(
     read_buf: usize,
     timeout: Duration,
     rcvbuf: Option<usize>,
+    protocol: Option<&str>,
 ) -> Result<Upgraded<TcpStream>, ConnectError> {
     let fut = async {
         let s = tcp_connect_opts(target.addr, source, rcvbuf)
             .await
             .map_err(|e| ConnectError::from_io(&e))?;
         match &target.tls_config {
-            Some(cfg) => upgrade_tls(s, cfg, &target.host, path, read_buf).await,
-            None => upgrade(s, &target.host, path, read_buf).await,
+            Some(cfg) => upgrade_tls(s, cfg, &target.host, path, read_buf, protocol).await,
+            None => upgrade(s, &target.host, path, read_buf, protocol).await,
         }
     };
     match monoio::time::timeout(timeout, fut).await {
@@ -316,8 +341,14 @@ pub async fn connect_ws_opts(
 }
 
 /// The server's answer to our upgrade request: `Ok(Some(head_len))` once a valid 101 with
-/// the right `Sec-WebSocket-Accept` is complete, `Ok(None)` while it is incomplete.
-fn upgrade_answer(head: &[u8], key: &str) -> Result<Option<usize>, ConnectError> {
+/// the right `Sec-WebSocket-Accept` (and, when we offered one, our subprotocol selected:
+/// RFC 6455 §4.1 — a client that offered a subprotocol fails the connection otherwise) is
+/// complete, `Ok(None)` while it is incomplete.
+fn upgrade_answer(
+    head: &[u8],
+    key: &str,
+    protocol: Option<&str>,
+) -> Result<Option<usize>, ConnectError> {
     match handshake::parse_response(head) {
         Ok(None) if head.len() > 64 * 1024 => Err(ConnectError::BadHandshake),
         Ok(None) => Ok(None),
@@ -325,9 +356,25 @@ fn upgrade_answer(head: &[u8], key: &str) -> Result<Option<usize>, ConnectError>
         Ok(Some(resp)) if resp.accept.as_deref() != Some(handshake::accept_key(key).as_str()) => {
             Err(ConnectError::BadHandshake)
         }
-        Ok(Some(resp)) => Ok(Some(resp.head_len)),
+        Ok(Some(resp)) => match protocol {
+            Some(p) if selected_protocol(&head[..resp.head_len]).as_deref() != Some(p) => {
+                Err(ConnectError::Subprotocol)
+            }
+            _ => Ok(Some(resp.head_len)),
+        },
         Err(_) => Err(ConnectError::BadHandshake),
     }
+}
+
+/// The `Sec-WebSocket-Protocol` a complete response head selected, if any.
+fn selected_protocol(head: &[u8]) -> Option<String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut res = httparse::Response::new(&mut headers);
+    res.parse(head).ok()?;
+    res.headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
+        .map(|h| String::from_utf8_lossy(h.value.trim_ascii()).into_owned())
 }
 
 #[cfg(test)]
@@ -343,6 +390,38 @@ mod tests {
         let t = parse_url("wss://127.0.0.1:9443/x").unwrap();
         assert!(t.tls);
         assert!(parse_url("http://x").is_err());
+    }
+
+    #[test]
+    fn subprotocol_must_be_selected() {
+        let key = handshake::client_key([7; 16]);
+        let accept = handshake::accept_key(&key);
+        let with = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: ringcast.v1\r\n\r\nrest"
+        );
+        let without = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        );
+        let v1 = Some("ringcast.v1");
+        assert_eq!(
+            upgrade_answer(with.as_bytes(), &key, v1),
+            Ok(Some(with.len() - 4))
+        );
+        assert_eq!(
+            upgrade_answer(without.as_bytes(), &key, v1),
+            Err(ConnectError::Subprotocol)
+        );
+        assert!(matches!(
+            upgrade_answer(without.as_bytes(), &key, None),
+            Ok(Some(_))
+        ));
+        let req = String::from_utf8(upgrade_request("h", "/sub/t", &key, v1)).unwrap();
+        assert!(
+            req.contains("\r\nSec-WebSocket-Protocol: ringcast.v1\r\n"),
+            "{req}"
+        );
     }
 
     #[test]

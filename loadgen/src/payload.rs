@@ -82,6 +82,13 @@ impl Schedule {
             .saturating_sub(self.first_at_or_after(from_ns))
     }
 
+    /// The sequence numbers `[a, b)` scheduled in `[from_ns, to_ns)`.
+    pub fn seq_range(&self, from_ns: u64, to_ns: u64) -> (u64, u64) {
+        let a = self.first_at_or_after(from_ns);
+        let b = self.first_at_or_after(to_ns.min(self.end_ns));
+        (a, b.max(a))
+    }
+
     /// The first sequence number whose time is ≥ `t`.
     fn first_at_or_after(&self, t: u64) -> u64 {
         if t <= self.start_ns {
@@ -157,5 +164,7 @@ mod tests {
         assert_eq!(s.next_time(), None);
         assert_eq!(s.count_in(1_500_000_000, 1_600_000_000), 100);
         assert_eq!(s.count_in(0, u64::MAX), 1000);
+        assert_eq!(s.seq_range(1_500_000_000, 1_600_000_000), (500, 600));
+        assert_eq!(s.seq_range(0, u64::MAX), (0, 1000));
     }
 }

@@ -5,12 +5,18 @@
 //! (unmasked in place; server frames are not masked anyway), so nothing is allocated per
 //! message. The receive time is taken once per read by the caller: every frame of a read
 //! arrived together.
+//!
+//! A `ringcast.v1` connection's frames are events ([`crate::v1`]): the `msg` body is
+//! what the accounting reads; `gap` and `reset` are announcements for the [`Ledger`].
 
 use hdrhistogram::Histogram;
 use ringcast_proto::{Decoder, DecoderConfig, Event, OpCode, ProtocolError, Role};
 
+pub use crate::ledger::Announced;
+use crate::ledger::{HoleLog, Ledger, Verdict};
 use crate::payload::read_header;
-use crate::track::{Seen, SeqTrack};
+use crate::track::Seen;
+use crate::v1::{Frame, V1Counters, V1State};
 
 /// Latency histogram: µs, 1 µs .. 60 s, 3 significant digits.
 pub fn latency_histogram() -> Histogram<u64> {
@@ -103,6 +109,8 @@ pub struct PubCounters {
     pub delivered: u64,
     pub duplicates: u64,
     pub reordered: u64,
+    /// Received again after a `reset` announced a replay of retained history.
+    pub replayed: u64,
 }
 
 /// Receive-side statistics, one per engine thread (merged at the end).
@@ -126,6 +134,10 @@ pub struct RecvStats {
     pub window_delivered: u64,
     /// Pings answered.
     pub pings: u64,
+    /// What subscribers skipped (for the end-of-run accounting).
+    pub holes: HoleLog,
+    /// `ringcast.v1` events.
+    pub v1: V1Counters,
 }
 
 impl RecvStats {
@@ -142,6 +154,8 @@ impl RecvStats {
             foreign: 0,
             window_delivered: 0,
             pings: 0,
+            holes: HoleLog::default(),
+            v1: V1Counters::default(),
         }
     }
 
@@ -161,6 +175,7 @@ impl RecvStats {
             a.delivered += b.delivered;
             a.duplicates += b.duplicates;
             a.reordered += b.reordered;
+            a.replayed += b.replayed;
         }
         self.reads += o.reads;
         self.frames += o.frames;
@@ -169,6 +184,8 @@ impl RecvStats {
         self.foreign += o.foreign;
         self.window_delivered += o.window_delivered;
         self.pings += o.pings;
+        self.holes.merge(&o.holes);
+        self.v1.merge(&o.v1);
     }
 }
 
@@ -182,20 +199,38 @@ pub enum ReadOutcome {
     Close { code: Option<u16>, reason: String },
 }
 
-/// A receiving connection: the decoder and, for a subscriber, its sequence trackers.
+/// A receiving subscriber: the decoder and its [`Ledger`] (which survives reconnects),
+/// and for `ringcast.v1` its topic's position.
 ///
 /// Publisher `p` publishes to topic `p % topics`; a subscriber of topic `t` tracks the
 /// publishers `t, t + topics, …` at index `p / topics`.
 pub struct ConnRecv {
     dec: Decoder,
+    max_message: usize,
     topic: u32,
     topics: u32,
-    tracks: Box<[SeqTrack]>,
+    ledger: Ledger,
+    v1: Option<V1State>,
+    /// When the current connection's first data frame arrived (0: none yet).
+    first_data_ns: u64,
 }
 
 impl ConnRecv {
     /// `publishers` in total, `topics` in total, this connection subscribed to `topic`.
     pub fn new(max_message: usize, topic: u32, topics: u32, publishers: u32) -> Self {
+        Self::subscriber(max_message, 0, topic, topics, publishers, None)
+    }
+
+    /// Subscriber `sub` of topic index `topic` (named `v1_topic` when it speaks
+    /// `ringcast.v1`).
+    pub fn subscriber(
+        max_message: usize,
+        sub: u32,
+        topic: u32,
+        topics: u32,
+        publishers: u32,
+        v1_topic: Option<&str>,
+    ) -> Self {
         let topics = topics.max(1);
         let mine = if publishers > topic {
             (publishers - topic).div_ceil(topics)
@@ -203,24 +238,57 @@ impl ConnRecv {
             0
         };
         Self {
-            dec: Decoder::new(DecoderConfig {
-                role: Role::Client,
-                max_payload: max_message,
-            }),
+            dec: Self::decoder(max_message),
+            max_message,
             topic,
             topics,
-            tracks: vec![SeqTrack::default(); mine as usize].into_boxed_slice(),
+            ledger: Ledger::new(sub, mine as usize, v1_topic.is_some()),
+            v1: v1_topic.map(V1State::new),
+            first_data_ns: 0,
         }
     }
 
-    /// Forget every sequence number seen (benches replay one buffer many times).
+    fn decoder(max_message: usize) -> Decoder {
+        Decoder::new(DecoderConfig {
+            role: Role::Client,
+            max_payload: max_message,
+        })
+    }
+
+    /// A new connection of the same subscriber: a fresh decoder, the ledger and the
+    /// position kept.
+    pub fn reconnected(&mut self) {
+        self.dec = Self::decoder(self.max_message);
+        self.first_data_ns = 0;
+    }
+
+    /// When the current connection's first data frame arrived (0: none yet).
+    pub fn first_data_ns(&self) -> u64 {
+        self.first_data_ns
+    }
+
+    /// The `since` entry to resume from (`ringcast.v1` with a position).
+    pub fn since(&self) -> Option<String> {
+        self.v1.as_ref().and_then(V1State::since)
+    }
+
+    /// The ledger (its ends go to the accounting when the subscriber is done).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Forget every sequence number and position seen (benches replay one buffer many
+    /// times).
     pub fn reset_tracks(&mut self) {
-        self.tracks.fill(SeqTrack::default());
+        self.ledger.reset();
+        if let Some(v1) = self.v1.as_mut() {
+            *v1 = V1State::new(&v1.topic_name());
+        }
     }
 
     /// Bytes of per-connection state outside the decoder.
     pub fn heap_bytes(&self) -> usize {
-        self.tracks.len() * std::mem::size_of::<SeqTrack>()
+        self.ledger.tracks.len() * std::mem::size_of::<crate::track::SeqTrack>()
     }
 
     /// Process one read. `now_ns` is the receive time of the whole read. Pong replies to
@@ -232,68 +300,149 @@ impl ConnRecv {
         st: &mut RecvStats,
         ctrl_out: &mut Vec<u8>,
     ) -> Result<ReadOutcome, ProtocolError> {
-        st.reads += 1;
-        st.bytes += buf.len() as u64;
-        let window = st.window;
-        let mut foreign = 0u64;
-        let mut frames = 0u64;
-        let mut delivered = 0u64;
-        let mut pos = 0usize;
-        let mut outcome = ReadOutcome::Continue;
-        {
-            let pubs = &mut st.pubs[..];
-            let fast = &mut st.fast;
-            let tracks = &mut self.tracks[..];
-            let (topic, topics) = (self.topic, self.topics);
-            while pos < buf.len() {
-                let (used, ev) = self.dec.decode(&mut buf[pos..])?;
-                pos += used;
-                let Some(ev) = ev else { break };
-                frames += 1;
-                match ev {
-                    Event::Binary(p) | Event::Text(p) => {
-                        delivered += record(
-                            p.as_slice(),
-                            now_ns,
-                            window,
-                            pubs,
-                            fast,
-                            &mut foreign,
-                            tracks,
-                            topic,
-                            topics,
-                        );
-                    }
-                    Event::Ping(p) => {
-                        st.pings += 1;
-                        ringcast_proto::encode::encode_client_frame(
-                            ctrl_out,
-                            true,
-                            OpCode::Pong,
-                            p,
-                            crate::rng::mask_key(),
-                        );
-                    }
-                    Event::Pong(_) => {}
-                    Event::Close { code, reason } => {
-                        outcome = ReadOutcome::Close {
-                            code,
-                            reason: reason.to_owned(),
-                        };
-                        break;
+        let (topic, topics) = (self.topic, self.topics);
+        // One loop per protocol, so the raw path carries no per-frame protocol branch.
+        let (outcome, data) = match self.v1.as_mut() {
+            None => walk(
+                &mut self.dec,
+                &mut Raw,
+                &mut self.ledger,
+                (topic, topics),
+                buf,
+                now_ns,
+                st,
+                ctrl_out,
+            )?,
+            Some(v1) => walk(
+                &mut self.dec,
+                v1,
+                &mut self.ledger,
+                (topic, topics),
+                buf,
+                now_ns,
+                st,
+                ctrl_out,
+            )?,
+        };
+        if data && self.first_data_ns == 0 {
+            self.first_data_ns = now_ns.max(1);
+        }
+        Ok(outcome)
+    }
+}
+
+/// How a data frame's payload is read: raw (the payload is the message) or as a
+/// `ringcast.v1` event.
+trait Mode {
+    /// Whether events can announce missing messages (raw mode never does, so its hot path
+    /// does not look for pending announcements).
+    const ANNOUNCES: bool;
+    fn frame<'a>(&mut self, payload: &'a [u8], c: &mut V1Counters) -> Frame<'a>;
+}
+
+/// Raw mode: every data frame is a message.
+struct Raw;
+
+impl Mode for Raw {
+    const ANNOUNCES: bool = false;
+    #[inline(always)]
+    fn frame<'a>(&mut self, payload: &'a [u8], _: &mut V1Counters) -> Frame<'a> {
+        Frame::Msg(payload)
+    }
+}
+
+impl Mode for V1State {
+    const ANNOUNCES: bool = true;
+    #[inline]
+    fn frame<'a>(&mut self, payload: &'a [u8], c: &mut V1Counters) -> Frame<'a> {
+        self.on_frame(payload, c)
+    }
+}
+
+/// Walk every frame of one read: (what the read ended with, whether it held data).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn walk<M: Mode>(
+    dec: &mut Decoder,
+    mode: &mut M,
+    ledger: &mut Ledger,
+    (topic, topics): (u32, u32),
+    buf: &mut [u8],
+    now_ns: u64,
+    st: &mut RecvStats,
+    ctrl_out: &mut Vec<u8>,
+) -> Result<(ReadOutcome, bool), ProtocolError> {
+    st.reads += 1;
+    st.bytes += buf.len() as u64;
+    let window = st.window;
+    let mut foreign = 0u64;
+    let mut frames = 0u64;
+    let mut delivered = 0u64;
+    let mut data = false;
+    let mut pos = 0usize;
+    let mut outcome = ReadOutcome::Continue;
+    {
+        let pubs = &mut st.pubs[..];
+        let fast = &mut st.fast;
+        let holes = &mut st.holes;
+        let v1c = &mut st.v1;
+        while pos < buf.len() {
+            let (used, ev) = dec.decode(&mut buf[pos..])?;
+            pos += used;
+            let Some(ev) = ev else { break };
+            frames += 1;
+            match ev {
+                Event::Binary(p) | Event::Text(p) => {
+                    data = true;
+                    match mode.frame(p.as_slice(), v1c) {
+                        Frame::Msg(msg) => {
+                            delivered += record(
+                                M::ANNOUNCES,
+                                msg,
+                                now_ns,
+                                window,
+                                pubs,
+                                fast,
+                                &mut foreign,
+                                ledger,
+                                holes,
+                                topic,
+                                topics,
+                            );
+                        }
+                        Frame::Announce(kind) => ledger.announce(kind),
+                        Frame::Ignored => foreign += 1,
                     }
                 }
-                if used == 0 {
+                Event::Ping(p) => {
+                    st.pings += 1;
+                    ringcast_proto::encode::encode_client_frame(
+                        ctrl_out,
+                        true,
+                        OpCode::Pong,
+                        p,
+                        crate::rng::mask_key(),
+                    );
+                }
+                Event::Pong(_) => {}
+                Event::Close { code, reason } => {
+                    outcome = ReadOutcome::Close {
+                        code,
+                        reason: reason.to_owned(),
+                    };
                     break;
                 }
             }
+            if used == 0 {
+                break;
+            }
         }
-        st.foreign += foreign;
-        st.frames += frames;
-        st.window_delivered += delivered;
-        st.max_frames_per_read = st.max_frames_per_read.max(frames);
-        Ok(outcome)
     }
+    st.foreign += foreign;
+    st.frames += frames;
+    st.window_delivered += delivered;
+    st.max_frames_per_read = st.max_frames_per_read.max(frames);
+    Ok((outcome, data))
 }
 
 /// Sequence and latency bookkeeping of one message; 1 if it counts as a delivery inside
@@ -301,13 +450,15 @@ impl ConnRecv {
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn record(
+    announces: bool,
     msg: &[u8],
     now_ns: u64,
     window: (u64, u64),
     pubs: &mut [PubCounters],
     fast: &mut FastHist,
     foreign: &mut u64,
-    tracks: &mut [SeqTrack],
+    ledger: &mut Ledger,
+    holes: &mut HoleLog,
     topic: u32,
     topics: u32,
 ) -> u64 {
@@ -329,21 +480,35 @@ fn record(
         }
         (h.publisher / topics) as usize
     };
-    let (Some(track), Some(pc)) = (tracks.get_mut(idx), pubs.get_mut(h.publisher as usize)) else {
+    let (Some(track), Some(pc)) = (
+        ledger.tracks.get_mut(idx),
+        pubs.get_mut(h.publisher as usize),
+    ) else {
         *foreign += 1;
         return 0;
     };
     let seen = track.observe(h.seq);
+    // In order with nothing announced: the common case, nothing else to look at.
+    // (`announces` is a constant of the walk's mode: folded away in raw mode.)
+    let verdict = if seen == Seen::InOrder && (!announces || ledger.pending() == 0) {
+        Verdict::Fresh
+    } else {
+        ledger.settle(idx, h.publisher, h.seq, seen, holes)
+    };
     if h.sched_ns < window.0 || h.sched_ns >= window.1 {
         return 0;
     }
-    match seen {
-        Seen::Duplicate => {
+    match verdict {
+        Verdict::Fresh => {}
+        Verdict::Late => pc.reordered += 1,
+        Verdict::Duplicate => {
             pc.duplicates += 1;
             return 0;
         }
-        Seen::Reordered => pc.reordered += 1,
-        Seen::InOrder | Seen::Gap(_) => {}
+        Verdict::Replay => {
+            pc.replayed += 1;
+            return 0;
+        }
     }
     pc.delivered += 1;
     fast.record(now_ns.saturating_sub(h.sched_ns) / 1000);
@@ -356,18 +521,20 @@ pub fn record_delivery(
     msg: &[u8],
     now_ns: u64,
     st: &mut RecvStats,
-    tracks: &mut [SeqTrack],
+    ledger: &mut Ledger,
     topic: u32,
     topics: u32,
 ) -> u64 {
     let d = record(
+        true,
         msg,
         now_ns,
         st.window,
         &mut st.pubs,
         &mut st.fast,
         &mut st.foreign,
-        tracks,
+        ledger,
+        &mut st.holes,
         topic,
         topics,
     );
@@ -467,6 +634,84 @@ mod tests {
         );
         let e = c.on_read(&mut v, 1, &mut st, &mut Vec::new());
         assert_eq!(e.map_err(|e| e.code), Err(1002));
+    }
+
+    /// `ringcast.v1` frames as the server encodes them (the protocol crate's encoder): the
+    /// `msg` body is accounted, `gap`/`reset` mark the next hole as announced, positions
+    /// are kept for resuming, and a reconnect keeps the ledger.
+    #[test]
+    fn v1_events_through_the_receive_path() {
+        use ringcast_proto::v1::{gap_frame, msg_frame, reset_frame};
+        let mut st = RecvStats::new(1);
+        st.window = (0, u64::MAX);
+        let mut c = ConnRecv::subscriber(1 << 20, 9, 0, 1, 1, Some("lg-0"));
+        let body = |seq: u64| {
+            let mut p = vec![0u8; 64];
+            write_header(
+                &mut p,
+                &MsgHeader {
+                    publisher: 0,
+                    seq,
+                    sched_ns: 1_000,
+                },
+            );
+            p
+        };
+        let mut wire = Vec::new();
+        for seq in 0..5 {
+            wire.extend_from_slice(&msg_frame(
+                OpCode::Binary,
+                "lg-0",
+                "E1",
+                100 + seq,
+                &body(seq),
+            ));
+        }
+        let mut ctrl = Vec::new();
+        c.on_read(&mut wire, 2_000_000, &mut st, &mut ctrl)
+            .expect("valid frames");
+        assert_eq!(c.since().as_deref(), Some("lg-0@E1:104"));
+        assert!(c.first_data_ns() > 0);
+        // The connection is lost; the next one resumes, and the server says history no
+        // longer holds 105..107: a gap, then the messages from 8 on.
+        c.reconnected();
+        assert_eq!(c.first_data_ns(), 0);
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&gap_frame("lg-0", "E1", 104));
+        for seq in 8..10 {
+            wire.extend_from_slice(&msg_frame(
+                OpCode::Binary,
+                "lg-0",
+                "E1",
+                100 + seq,
+                &body(seq),
+            ));
+        }
+        // The server restarts: a reset to a new epoch, then it replays 9 (retained there)
+        // and goes on; 10..11 never came and nothing announced it after the replay.
+        wire.extend_from_slice(&reset_frame("lg-0", "E2"));
+        wire.extend_from_slice(&msg_frame(OpCode::Binary, "lg-0", "E2", 1, &body(9)));
+        wire.extend_from_slice(&msg_frame(OpCode::Binary, "lg-0", "E2", 2, &body(12)));
+        c.on_read(&mut wire, 3_000_000, &mut st, &mut ctrl)
+            .expect("valid frames");
+        st.fold();
+        assert_eq!(st.pubs[0].delivered, 8);
+        assert_eq!(st.pubs[0].replayed, 1);
+        assert_eq!(st.pubs[0].duplicates, 0);
+        assert_eq!((st.v1.msgs, st.v1.gaps, st.v1.resets), (9, 1, 1));
+        assert_eq!(st.v1.unannounced_epoch_changes, 0);
+        let mut holes: Vec<(u64, u64, Announced)> = st
+            .holes
+            .holes
+            .iter()
+            .map(|h| (h.from, h.to, h.announced))
+            .collect();
+        holes.sort();
+        // 5..8 under the gap; 10..12 after the reset's replay settled it: silent.
+        assert_eq!(holes, vec![(5, 8, Announced::Gap), (10, 12, Announced::No)]);
+        assert!(st.holes.holes.iter().all(|h| h.sub == 9));
+        assert_eq!(c.since().as_deref(), Some("lg-0@E2:2"));
+        assert_eq!(c.ledger().ends(), vec![(13, Announced::No)]);
     }
 
     #[test]

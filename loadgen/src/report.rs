@@ -14,15 +14,17 @@
 //! | `config` | the scenario's parameters (free-form object) |
 //! | `connect` | `attempted`, `established`, `failed`, `failures` {cause → count; causes `refused`, `timeout`, `http_NNN`, `bad_handshake`, `tls`, `closed_during_handshake`, `addr_not_available`, `other: …`}, `latency_us` (summary), `rate_per_s` |
 //! | `latency_us` | summary of delivery latency = receive time − **scheduled** send time: `count`, `min`, `mean`, `p50`, `p90`, `p99`, `p999`, `p9999`, `max` |
-//! | `delivery` | `window_s`, `publishers`, `subscribers`, `topics`, `rate` (msgs/s offered, all publishers), `size`, `sent_in_window`, `expected`, `delivered`, `lost`, `loss_ratio`, `duplicates`, `reordered`, `foreign`, `deliveries_per_s`, `per_publisher` [{`id`, `topic`, `sent`, `sent_in_window`, `expected`, `delivered`, `lost`, `duplicates`, `reordered`}] |
+//! | `delivery` | `window_s`, `publishers`, `subscribers`, `topics`, `rate` (msgs/s offered, all publishers), `size`, `sent_in_window`, `expected`, `delivered`, `lost`, `loss_ratio`, `duplicates`, `reordered`, `unsent`, `foreign`, `deliveries_per_s`, `per_publisher` [{`id`, `topic`, `sent`, `sent_in_window`, `expected`, `delivered`, `lost`, `duplicates`, `reordered`, `unsent`}] |
 //! | `io` | `reads`, `frames`, `frames_per_read`, `max_frames_per_read`, `bytes_in`, `pings` |
 //! | `cpu` | `wall_s` (measurement window), `loadgen_cpu_s`, `loadgen_threads`, `loadgen_utilization` (cpu / (threads × wall)), `loadgen_ns_per_delivery`, `loadgen_saturated`, `server` {`pid`, `cpu_s`, `utilization`, `ns_per_delivery`, `rss_bytes`} or null |
-//! | `close` | `total`, `by_code` {code → count}, `clean`, `abnormal`, `error_before_close` (connections whose error event preceded their close, always 1006), `abnormal_without_error` (must be 0), `forced` (we shut the socket after `--close-timeout`), `errors` {error → count}, `time_to_close_us` (close start → TCP gone) |
+//! | `close` | `total`, `by_code` {code → count}, `clean`, `abnormal`, `error_before_close` (connections whose error event preceded their close, always 1006), `abnormal_without_error` (must be 0), `forced` (we shut the socket after `--close-timeout`), `closed_early` (ended before the run closed it), `errors` {error → count}, `time_to_close_us` (close start → TCP gone) |
 //! | `probes` | `close` scenario: [{`name`, `expected`, `observed_code`, `observed_reason`, `close_frame_ms`, `fin_after_close`, `sent_after_close_bytes`, `socket_closed_ms`, `drops`, `pass`, `detail`}] |
 //! | `shutdown` | `signal` (`sigterm` or `external`), `connections`, `close_frames`, `codes` {code → count}, `abnormal`, `signal_to_close_frame_us` (summary), `to_first_close_frame_ms`, `to_last_close_frame_ms`, `to_last_closed_ms`, `server_exit_ms` (null if not seen) |
-//! | `capacity` | `search` (`rate` or `subscribers`), `slo_p99_us`, `slo_loss`, `steps` [{`value`, `offered_deliveries_per_s`, `p50_us`, `p99_us`, `max_us`, `loss_ratio`, `lost`, `delivered`, `loadgen_saturated`, `server_cpu_utilization`, `pass`}], `answer` (null if no step passed) |
+//! | `capacity` | `search` (`rate` or `subscribers`), `slo_p99_us`, `slo_loss`, `steps` [{`value`, `offered_deliveries_per_s`, `p50_us`, `p99_us`, `max_us`, `loss_ratio`, `lost`, `delivered`, `loadgen_saturated`, `server_cpu_utilization`, `pass`, `why`}], `answer` (null if no step passed) |
+//! | `repeat` | `fanout --repeat N`: `runs`, `pause_s`, `passed_runs`, `per_run` [{`run`, `passed`, `why`, `p50_us`, `p99_us`, `max_us`, `deliveries_per_s`, `lost`, `loss_ratio`, `loadgen_ns_per_delivery`, `server_ns_per_delivery`, `server_cpu_utilization`}], spreads {`min`, `median`, `max`} of `p50_us`, `p99_us`, `deliveries_per_s`, `server_ns_per_delivery`, and `worst_p99_over_median` |
 //! | `slo` | `checks` [{`name`, `limit`, `observed`, `pass`}] from `--max-p99`, `--max-loss`, `--expect-close` and the scenario's own expectations |
 //! | `passed` | every check passed (the exit code is 1 otherwise) |
+//! | `why` | one line per failed check, saying what was observed and what was required |
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -81,13 +83,37 @@ pub struct ConnectSection {
 pub struct PublisherDelivery {
     pub id: u32,
     pub topic: u32,
+    /// `ws` or `post`.
+    pub via: &'static str,
+    /// Connections it used (more than one: it reconnected).
+    pub connections: u64,
     pub sent: u64,
     pub sent_in_window: u64,
+    /// Of its messages in the window: known to be published (see `accounting`).
+    pub published: u64,
+    /// Sent in the window, not known to be published: no answer to the POST, or past the
+    /// last message anyone received from a WebSocket connection the server closed.
+    pub unconfirmed: u64,
+    /// POST requests in the window the server refused (non-2xx).
+    pub refused: u64,
     pub expected: u64,
     pub delivered: u64,
     pub lost: u64,
+    /// Missing under a `gap`/`reset` announcement (not lost silently).
+    pub announced: u64,
     pub duplicates: u64,
     pub reordered: u64,
+    /// Received again after a `reset` announced a replay.
+    pub replayed: u64,
+    /// Messages of the schedule never sent (the publisher's connection was gone).
+    pub unsent: u64,
+    /// POST: acknowledged requests (all, not only the window's), of which with a position.
+    pub acked: u64,
+    pub acked_with_position: u64,
+    /// POST: requests whose connection ended before the answer.
+    pub unanswered: u64,
+    /// POST: refusals by status.
+    pub refused_by_status: BTreeMap<String, u64>,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -105,9 +131,61 @@ pub struct DeliverySection {
     pub loss_ratio: f64,
     pub duplicates: u64,
     pub reordered: u64,
+    pub unsent: u64,
+    /// How loss was accounted: `exact` (POST acknowledgements) or `inferred` (WebSocket
+    /// publishers: see the README's definitions).
+    pub accounting: &'static str,
+    pub published: u64,
+    pub unconfirmed: u64,
+    pub refused: u64,
+    /// Missing under `gap`/`reset` announcements, summed over subscribers.
+    pub announced: u64,
+    pub announced_gap: u64,
+    pub announced_reset: u64,
+    pub replayed: u64,
+    /// Missing messages in holes that could not be recorded (counted in `lost`).
+    pub lost_unrecorded: u64,
     pub foreign: u64,
     pub deliveries_per_s: f64,
     pub per_publisher: Vec<PublisherDelivery>,
+}
+
+/// Subscriber protocol, reconnects, resumes and `ringcast.v1` events.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct ReconnectSection {
+    /// `raw` or `ringcast.v1`.
+    pub protocol: String,
+    /// `--reconnect` was on.
+    pub enabled: bool,
+    pub backoff_min_s: f64,
+    pub backoff_max_s: f64,
+    /// Connections established again after a close (subscribers, WebSocket publishers, and
+    /// new connections of POST publishers).
+    pub reconnects: u64,
+    /// The closes followed by a reconnect, by close code (`http`: a POST publisher's
+    /// connection ended).
+    pub after_close: BTreeMap<String, u64>,
+    /// Reconnection attempts that failed, by cause.
+    pub failed_attempts: BTreeMap<String, u64>,
+    /// Reconnects that resumed with `?since=`.
+    pub resumed_with_since: u64,
+    /// Close (or transport loss) → connection established again.
+    pub reconnect_us: LatencySummary,
+    /// Close → first event received after the resume.
+    pub resume_us: LatencySummary,
+    /// `ringcast.v1` events.
+    pub events: crate::v1::V1Counters,
+}
+
+/// Connects and closes per 100 ms, from the start of the run.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct TimelineSection {
+    pub bucket_ms: u64,
+    /// The measurement window, in ms from the start.
+    pub window_start_ms: Option<f64>,
+    pub window_end_ms: Option<f64>,
+    pub connects: Vec<u32>,
+    pub closes: Vec<u32>,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -149,6 +227,9 @@ pub struct CloseSection {
     pub error_before_close: u64,
     pub abnormal_without_error: u64,
     pub forced: u64,
+    /// Connections that ended before the run closed them (closed by the server, transport
+    /// lost, failed).
+    pub closed_early: u64,
     pub errors: BTreeMap<String, u64>,
     pub time_to_close_us: LatencySummary,
 }
@@ -167,6 +248,9 @@ impl CloseSection {
             }
             if r.forced {
                 s.forced += 1;
+            }
+            if r.early {
+                s.closed_early += 1;
             }
             match &r.error {
                 Some(e) => {
@@ -227,6 +311,8 @@ pub struct CapacityStep {
     pub loadgen_saturated: bool,
     pub server_cpu_utilization: Option<f64>,
     pub pass: bool,
+    /// The criteria this step failed, one line each.
+    pub why: Vec<String>,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -236,6 +322,88 @@ pub struct CapacitySection {
     pub slo_loss: f64,
     pub steps: Vec<CapacityStep>,
     pub answer: Option<f64>,
+}
+
+/// Min, median and max of one figure over repeated runs.
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// `None` for no values; the median of an even count is the mean of the middle two.
+    pub fn of(values: &[f64]) -> Option<Spread> {
+        let mut v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Spread {
+            min: v[0],
+            median,
+            max: v[n - 1],
+        })
+    }
+}
+
+/// One run of a `--repeat` series.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct RepeatRun {
+    pub run: u32,
+    pub passed: bool,
+    pub why: Vec<String>,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub max_us: u64,
+    pub deliveries_per_s: f64,
+    pub lost: u64,
+    pub loss_ratio: f64,
+    pub loadgen_ns_per_delivery: Option<f64>,
+    pub server_ns_per_delivery: Option<f64>,
+    pub server_cpu_utilization: Option<f64>,
+}
+
+/// `--repeat N`: every run's figures and their spread.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct RepeatSection {
+    pub runs: u32,
+    pub pause_s: f64,
+    pub per_run: Vec<RepeatRun>,
+    pub p50_us: Option<Spread>,
+    pub p99_us: Option<Spread>,
+    pub deliveries_per_s: Option<Spread>,
+    pub server_ns_per_delivery: Option<Spread>,
+    /// The worst run's p99 over the median p99 (how far the tail strays).
+    pub worst_p99_over_median: Option<f64>,
+    pub passed_runs: u32,
+}
+
+impl RepeatSection {
+    pub fn new(runs: u32, pause_s: f64, per_run: Vec<RepeatRun>) -> Self {
+        let col = |f: &dyn Fn(&RepeatRun) -> Option<f64>| -> Vec<f64> {
+            per_run.iter().filter_map(f).collect()
+        };
+        let p99 = Spread::of(&col(&|r| Some(r.p99_us as f64)));
+        RepeatSection {
+            runs,
+            pause_s,
+            p50_us: Spread::of(&col(&|r| Some(r.p50_us as f64))),
+            deliveries_per_s: Spread::of(&col(&|r| Some(r.deliveries_per_s))),
+            server_ns_per_delivery: Spread::of(&col(&|r| r.server_ns_per_delivery)),
+            worst_p99_over_median: p99.filter(|s| s.median > 0.0).map(|s| s.max / s.median),
+            p99_us: p99,
+            passed_runs: per_run.iter().filter(|r| r.passed).count() as u32,
+            per_run,
+        }
+    }
 }
 
 #[derive(Serialize, Clone, Debug)]
@@ -258,6 +426,8 @@ pub struct Report {
     pub loadgen_version: &'static str,
     pub started_unix_ms: u64,
     pub target: String,
+    /// Every `--url` (a cluster has several).
+    pub targets: Vec<String>,
     pub driver: &'static str,
     pub threads: usize,
     pub config: serde_json::Value,
@@ -265,13 +435,18 @@ pub struct Report {
     pub latency_us: Option<LatencySummary>,
     pub delivery: Option<DeliverySection>,
     pub io: Option<IoSection>,
+    pub reconnect: Option<ReconnectSection>,
+    pub timeline: Option<TimelineSection>,
     pub cpu: Option<CpuSection>,
     pub close: Option<CloseSection>,
     pub probes: Option<Vec<ProbeResult>>,
     pub shutdown: Option<ShutdownSection>,
     pub capacity: Option<CapacitySection>,
+    pub repeat: Option<RepeatSection>,
     pub slo: SloSection,
     pub passed: bool,
+    /// One line per failed criterion: why the run failed (empty when it passed).
+    pub why: Vec<String>,
 }
 
 impl Report {
@@ -285,6 +460,7 @@ impl Report {
                 .map(|d| d.as_millis() as u64)
                 .unwrap_or(0),
             target: target.into(),
+            targets: vec![target.into()],
             driver: crate::engine::driver_name(),
             threads,
             config,
@@ -292,17 +468,26 @@ impl Report {
             latency_us: None,
             delivery: None,
             io: None,
+            reconnect: None,
+            timeline: None,
             cpu: None,
             close: None,
             probes: None,
             shutdown: None,
             capacity: None,
+            repeat: None,
             slo: SloSection::default(),
             passed: true,
+            why: Vec::new(),
         }
     }
 
+    /// Record a criterion; a failed one makes the run fail and adds its line to `why`.
     pub fn check(&mut self, name: &str, limit: String, observed: String, pass: bool) {
+        if !pass {
+            self.why
+                .push(format!("{name}: {observed} (required: {limit})"));
+        }
         self.slo.checks.push(Check {
             name: name.into(),
             limit,
@@ -364,16 +549,40 @@ impl Report {
             );
             let _ = writeln!(
                 o,
-                "  sent {}  expected {}  delivered {}  lost {} ({:.4}%)  dup {}  reordered {}  foreign {}",
+                "  accounting {}: sent {}  published {}  unconfirmed {}  refused {}  unsent {}",
+                if d.accounting == "exact" {
+                    "exact (POST acknowledgements)"
+                } else {
+                    "inferred (WebSocket publishers)"
+                },
                 d.sent_in_window,
+                d.published,
+                d.unconfirmed,
+                d.refused,
+                d.unsent
+            );
+            let _ = writeln!(
+                o,
+                "  expected {}  delivered {}  lost {} ({:.4}%)  announced {} (gap {}, reset {})  dup {}  replayed {}  reordered {}  foreign {}",
                 d.expected,
                 d.delivered,
                 d.lost,
                 d.loss_ratio * 100.0,
+                d.announced,
+                d.announced_gap,
+                d.announced_reset,
                 d.duplicates,
+                d.replayed,
                 d.reordered,
                 d.foreign
             );
+            if d.lost_unrecorded > 0 {
+                let _ = writeln!(
+                    o,
+                    "  ({} of the lost were in holes too many to record: counted as lost)",
+                    d.lost_unrecorded
+                );
+            }
             let _ = writeln!(o, "  throughput {:.0} deliveries/s", d.deliveries_per_s);
         }
         if let Some(l) = &self.latency_us {
@@ -399,6 +608,9 @@ impl Report {
                 "  receive: {} frames in {} reads = {:.1} frames/read (max {})",
                 io.frames, io.reads, io.frames_per_read, io.max_frames_per_read
             );
+        }
+        if let Some(rc) = &self.reconnect {
+            human_reconnect(&mut o, rc, self.timeline.as_ref());
         }
         if let Some(c) = &self.cpu {
             let _ = writeln!(o, "\ncpu (over {:.2} s)", c.wall_s);
@@ -531,6 +743,9 @@ impl Report {
                         ""
                     }
                 );
+                for w in &s.why {
+                    let _ = writeln!(o, "  {:>12}   why: {w}", "");
+                }
             }
             let _ = writeln!(
                 o,
@@ -539,6 +754,9 @@ impl Report {
                     .map(|a| format!("{a:.0} {}", c.search))
                     .unwrap_or_else(|| "no step met the SLO".into())
             );
+        }
+        if let Some(rp) = &self.repeat {
+            human_repeat(&mut o, rp);
         }
         if !self.slo.checks.is_empty() {
             let _ = writeln!(o, "\nchecks");
@@ -554,7 +772,151 @@ impl Report {
             }
         }
         let _ = writeln!(o, "\nresult: {}", if self.passed { "PASS" } else { "FAIL" });
+        for w in &self.why {
+            let _ = writeln!(o, "  why: {w}");
+        }
         o
+    }
+}
+
+fn tally(m: &BTreeMap<String, u64>) -> String {
+    if m.is_empty() {
+        return "none".into();
+    }
+    m.iter()
+        .map(|(k, v)| format!("{k}×{v}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn human_reconnect(o: &mut String, rc: &ReconnectSection, tl: Option<&TimelineSection>) {
+    let _ = writeln!(
+        o,
+        "\nreconnect ({}, {})",
+        rc.protocol,
+        if rc.enabled {
+            {
+                let d = |s: f64| {
+                    ringcast_proto::units::format_duration(std::time::Duration::from_secs_f64(s))
+                };
+                format!(
+                    "--reconnect, backoff {}..{}",
+                    d(rc.backoff_min_s),
+                    d(rc.backoff_max_s)
+                )
+            }
+        } else {
+            "no --reconnect".into()
+        }
+    );
+    let _ = writeln!(
+        o,
+        "  reconnects {}  resumed with since {}  after close: {}  failed attempts: {}",
+        rc.reconnects,
+        rc.resumed_with_since,
+        tally(&rc.after_close),
+        tally(&rc.failed_attempts)
+    );
+    for (label, l) in [
+        ("close → reconnected ", &rc.reconnect_us),
+        ("close → first event", &rc.resume_us),
+    ] {
+        if l.count > 0 {
+            let _ = writeln!(
+                o,
+                "  {label}  p50 {}  p99 {}  max {}  ({} samples)",
+                us(l.p50),
+                us(l.p99),
+                us(l.max),
+                l.count
+            );
+        }
+    }
+    if rc.protocol != "raw" {
+        let e = &rc.events;
+        let _ = writeln!(
+            o,
+            "  events: msg {}  gap {}  reset {}  (not an event {}, other topic {}, position regressions {}, epoch changes without reset {})",
+            e.msgs,
+            e.gaps,
+            e.resets,
+            e.bad_events,
+            e.other_topic,
+            e.position_regressions,
+            e.unannounced_epoch_changes
+        );
+    }
+    if let Some(tl) = tl
+        && rc.reconnects > 0
+    {
+        // The reconnect storm: connects per bucket after the first connection phase.
+        let start = tl
+            .window_start_ms
+            .map_or(0, |w| (w / tl.bucket_ms as f64) as usize);
+        if let Some((i, peak)) = tl
+            .connects
+            .iter()
+            .enumerate()
+            .skip(start)
+            .max_by_key(|(_, v)| **v)
+        {
+            let busy = tl.connects.iter().skip(start).filter(|v| **v > 0).count();
+            let _ = writeln!(
+                o,
+                "  reconnect storm: peak {peak} connects per {} ms at +{} ms; connects in {busy} buckets",
+                tl.bucket_ms,
+                i as u64 * tl.bucket_ms
+            );
+        }
+    }
+}
+
+fn human_repeat(o: &mut String, rp: &RepeatSection) {
+    let _ = writeln!(
+        o,
+        "\nrepeat: {} runs back to back ({} passed); the sections above are the last run",
+        rp.runs, rp.passed_runs
+    );
+    let _ = writeln!(
+        o,
+        "  {:>5} {:>10} {:>10} {:>10} {:>14} {:>10} {:>12}  result",
+        "run", "p50", "p99", "max", "deliveries/s", "lost", "server ns/d"
+    );
+    let nd = |v: Option<f64>| v.map(|n| format!("{n:.0}")).unwrap_or_else(|| "-".into());
+    for r in &rp.per_run {
+        let _ = writeln!(
+            o,
+            "  {:>5} {:>10} {:>10} {:>10} {:>14.0} {:>10} {:>12}  {}",
+            r.run,
+            us(r.p50_us),
+            us(r.p99_us),
+            us(r.max_us),
+            r.deliveries_per_s,
+            r.lost,
+            nd(r.server_ns_per_delivery),
+            if r.passed { "pass" } else { "FAIL" }
+        );
+    }
+    let pick = |s: Option<Spread>, f: fn(&Spread) -> f64| s.as_ref().map(f);
+    for (label, f) in [
+        ("min", (|s: &Spread| s.min) as fn(&Spread) -> f64),
+        ("median", |s: &Spread| s.median),
+        ("max", |s: &Spread| s.max),
+    ] {
+        let _ = writeln!(
+            o,
+            "  {:>5} {:>10} {:>10} {:>10} {:>14} {:>10} {:>12}",
+            label,
+            pick(rp.p50_us, f).map(|v| us(v as u64)).unwrap_or_default(),
+            pick(rp.p99_us, f).map(|v| us(v as u64)).unwrap_or_default(),
+            "",
+            nd(pick(rp.deliveries_per_s, f)),
+            "",
+            nd(pick(rp.server_ns_per_delivery, f)),
+        );
+    }
+    if let Some(w) = rp.worst_p99_over_median {
+        let _ = writeln!(o, "  worst p99 / median p99 = {w:.2}");
     }
 }
 
@@ -623,9 +985,8 @@ pub fn hgrm(h: &Histogram<u64>) -> String {
     o
 }
 
-/// Latency by percentile (x: 1/(1-p), log scale, labelled as percentiles).
-pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), String> {
-    use plotters::prelude::*;
+/// A histogram's percentile curve: (1/(1-p), ms).
+fn percentile_points(h: &Histogram<u64>) -> Vec<(f64, f64)> {
     let mut pts: Vec<(f64, f64)> = Vec::new();
     if !h.is_empty() {
         for v in h.iter_quantiles(5) {
@@ -637,10 +998,51 @@ pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), 
         }
         pts.push((100_000.0, h.value_at_quantile(0.999_99) as f64 / 1000.0));
     }
-    let ymax = pts.iter().map(|p| p.1).fold(0.1f64, f64::max) * 1.1;
-    let root = SVGBackend::new(path, (900, 520)).into_drawing_area();
+    pts
+}
+
+/// Latency by percentile (x: 1/(1-p), log scale, labelled as percentiles).
+pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), String> {
+    plot_latency_runs(&[h], title, path)
+}
+
+/// Latency by percentile, one curve per histogram (`--repeat`: one per run).
+pub fn plot_latency_runs(hs: &[&Histogram<u64>], title: &str, path: &Path) -> Result<(), String> {
+    plot_run(hs, None, title, path)
+}
+
+type Area<'a> =
+    plotters::drawing::DrawingArea<plotters::backend::SVGBackend<'a>, plotters::coord::Shift>;
+
+/// Latency by percentile (one curve per run) and, when given, the connects and closes
+/// per 100 ms below it (a reconnect storm, flattened or not by a paced drain).
+pub fn plot_run(
+    hs: &[&Histogram<u64>],
+    timeline: Option<&TimelineSection>,
+    title: &str,
+    path: &Path,
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    let height = if timeline.is_some() { 900 } else { 520 };
+    let root = SVGBackend::new(path, (900, height)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
+    match timeline {
+        Some(tl) => {
+            let (top, bottom) = root.split_vertically(520);
+            draw_latency(&top, hs, title)?;
+            draw_timeline(&bottom, tl)?;
+        }
+        None => draw_latency(&root, hs, title)?,
+    }
+    root.present().map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn draw_latency(area: &Area<'_>, hs: &[&Histogram<u64>], title: &str) -> Result<(), String> {
+    use plotters::prelude::*;
+    let curves: Vec<Vec<(f64, f64)>> = hs.iter().map(|h| percentile_points(h)).collect();
+    let ymax = curves.iter().flatten().map(|p| p.1).fold(0.1f64, f64::max) * 1.1;
+    let mut chart = ChartBuilder::on(area)
         .caption(title, ("sans-serif", 20))
         .margin(15)
         .x_label_area_size(40)
@@ -661,10 +1063,88 @@ pub fn plot_latency(h: &Histogram<u64>, title: &str, path: &Path) -> Result<(), 
         })
         .draw()
         .map_err(|e| e.to_string())?;
-    chart
-        .draw_series(LineSeries::new(pts, &BLUE))
+    let many = curves.len() > 1;
+    for (i, pts) in curves.into_iter().enumerate() {
+        let color = if many {
+            Palette99::pick(i).to_rgba()
+        } else {
+            BLUE.to_rgba()
+        };
+        let s = chart
+            .draw_series(LineSeries::new(pts, color))
+            .map_err(|e| e.to_string())?;
+        if many {
+            s.label(format!("run {}", i + 1))
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+    }
+    if many {
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .position(SeriesLabelPosition::UpperLeft)
+            .draw()
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn draw_timeline(area: &Area<'_>, tl: &TimelineSection) -> Result<(), String> {
+    use plotters::prelude::*;
+    let step = tl.bucket_ms as f64;
+    let n = tl.connects.len().max(tl.closes.len()).max(1);
+    let xmax = n as f64 * step;
+    let ymax = tl
+        .connects
+        .iter()
+        .chain(&tl.closes)
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.1;
+    let mut chart = ChartBuilder::on(area)
+        .caption(
+            format!("connects and closes per {} ms", tl.bucket_ms),
+            ("sans-serif", 16),
+        )
+        .margin(15)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(0f64..xmax, 0f64..ymax)
         .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("time since start (ms)")
+        .y_desc(format!("per {} ms", tl.bucket_ms))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let pts = |v: &[u32]| -> Vec<(f64, f64)> {
+        v.iter()
+            .enumerate()
+            .map(|(i, c)| (i as f64 * step, *c as f64))
+            .collect()
+    };
+    chart
+        .draw_series(LineSeries::new(pts(&tl.connects), &BLUE))
+        .map_err(|e| e.to_string())?
+        .label("connects")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
+    chart
+        .draw_series(LineSeries::new(pts(&tl.closes), &RED))
+        .map_err(|e| e.to_string())?
+        .label("closes")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+    for w in [tl.window_start_ms, tl.window_end_ms].into_iter().flatten() {
+        chart
+            .draw_series(LineSeries::new(vec![(w, 0.0), (w, ymax)], &BLACK.mix(0.3)))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -730,6 +1210,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spread_of_runs() {
+        assert_eq!(Spread::of(&[]), None);
+        let s = Spread::of(&[3.0, 1.0, 2.0]).unwrap();
+        assert_eq!((s.min, s.median, s.max), (1.0, 2.0, 3.0));
+        let s = Spread::of(&[4.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!((s.min, s.median, s.max), (1.0, 3.0, 10.0));
+        let run = |p99: u64, passed: bool| RepeatRun {
+            p99_us: p99,
+            passed,
+            ..Default::default()
+        };
+        let r = RepeatSection::new(
+            3,
+            1.0,
+            vec![run(100, true), run(300, false), run(200, true)],
+        );
+        assert_eq!(r.p99_us.map(|s| s.median), Some(200.0));
+        assert_eq!(r.worst_p99_over_median, Some(1.5));
+        assert_eq!(r.passed_runs, 2);
+        // No server pid: no CPU spread.
+        assert_eq!(r.server_ns_per_delivery, None);
+        let mut rep = Report::new("fanout", "ws://x", 1, serde_json::Value::Null);
+        rep.repeat = Some(r);
+        let h = rep.human();
+        assert!(h.contains("repeat: 3 runs back to back (2 passed)"), "{h}");
+        assert!(h.contains("worst p99 / median p99 = 1.50"), "{h}");
+    }
+
+    #[test]
     fn hgrm_format() {
         let mut h = crate::recv::latency_histogram();
         for v in 1..=1000u64 {
@@ -756,6 +1265,19 @@ mod tests {
         let p = dir.join("lat.svg");
         plot_latency(&h, "test", &p).unwrap();
         assert!(std::fs::read_to_string(&p).unwrap().contains("<svg"));
+        let p4 = dir.join("timeline.svg");
+        let tl = TimelineSection {
+            bucket_ms: 100,
+            window_start_ms: Some(500.0),
+            window_end_ms: Some(1500.0),
+            connects: vec![100, 0, 0, 0, 0, 0, 0, 0, 20, 50, 30],
+            closes: vec![0, 0, 0, 0, 0, 0, 0, 100, 0, 0, 0],
+        };
+        plot_run(&[&h], Some(&tl), "restart", &p4).unwrap();
+        assert!(std::fs::read_to_string(&p4).unwrap().contains("connects"));
+        let p3 = dir.join("runs.svg");
+        plot_latency_runs(&[&h, &h], "runs", &p3).unwrap();
+        assert!(std::fs::read_to_string(&p3).unwrap().contains("run 2"));
         let c = CapacitySection {
             search: "rate".into(),
             slo_p99_us: 10_000,

@@ -81,6 +81,13 @@ pub trait ReadSink {
     fn ctrl(&self) -> &RefCell<Vec<u8>>;
 }
 
+/// A close frame's code (none: an empty close frame) and reason.
+pub type CloseFrame = (Option<u16>, String);
+
+/// How a connection's receive side ended: why, the server's close frame if one came, and
+/// the connection's receive state.
+pub type Finished = (RingEnd, Option<CloseFrame>, Option<ConnRecv>);
+
 /// What one read ended with, after the [`ReadSink`] reactions.
 pub enum Fed {
     Continue,
@@ -238,7 +245,9 @@ struct Slot {
     tag: u32,
     fd: RawFd,
     sink: Rc<dyn ReadSink>,
-    recv: ConnRecv,
+    /// The connection's receive state, handed back by [`RecvRing::finished`] (it outlives
+    /// the connection: a subscriber's ledger survives reconnects).
+    recv: Option<ConnRecv>,
     /// The server's close frame (code, reason): later bytes are ignored (RFC 6455 §5.5.1).
     frame: Option<(Option<u16>, String)>,
     end: Option<RingEnd>,
@@ -334,59 +343,59 @@ impl RecvRing {
 
     /// Start receiving on `fd` for a connection; `frame` is a close frame already seen in
     /// the bytes that came with the handshake. The returned slot goes to
-    /// [`RecvRing::finished`]. The caller keeps `fd` open until then.
+    /// [`RecvRing::finished`]. The caller keeps `fd` open until then. On failure the
+    /// receive state comes back with the error.
     pub fn register(
         &self,
         fd: RawFd,
         sink: Rc<dyn ReadSink>,
         recv: ConnRecv,
         frame: Option<(Option<u16>, String)>,
-    ) -> io::Result<usize> {
+    ) -> Result<usize, (io::Error, Box<ConnRecv>)> {
         let mut g = self.inner.borrow_mut();
         let inner = &mut *g;
         let tag = inner.next_tag;
         inner.next_tag = inner.next_tag.wrapping_add(1).max(1);
+        let idx = inner.free.last().copied().unwrap_or(inner.slots.len());
+        // Submitted before the slot exists: a completion for a slot that is not there (or
+        // has another tag) is harmless, its buffer goes back.
+        let r = push_sqe(&mut inner.ring, &recv_sqe(fd, idx, tag))
+            .and_then(|()| inner.ring.submit().map(drop));
+        if let Err(e) = r {
+            return Err((e, Box::new(recv)));
+        }
         let slot = Slot {
             tag,
             fd,
             sink,
-            recv,
+            recv: Some(recv),
             frame,
             end: None,
             armed: true,
             taken: false,
             waker: None,
         };
-        let idx = match inner.free.pop() {
-            Some(i) => {
-                inner.slots[i] = Some(slot);
-                i
-            }
-            None => {
-                inner.slots.push(Some(slot));
-                inner.slots.len() - 1
-            }
-        };
-        let r = push_sqe(&mut inner.ring, &recv_sqe(fd, idx, tag))
-            .and_then(|()| inner.ring.submit().map(drop));
-        if let Err(e) = r {
-            inner.slots[idx] = None;
-            inner.free.push(idx);
-            return Err(e);
+        if inner.free.last() == Some(&idx) {
+            inner.free.pop();
+            inner.slots[idx] = Some(slot);
+        } else {
+            inner.slots.push(Some(slot));
         }
         Ok(idx)
     }
 
-    /// Completes with the end of slot `idx`'s connection and its close frame, if any.
-    pub fn finished(
-        &self,
-        idx: usize,
-    ) -> impl Future<Output = (RingEnd, Option<(Option<u16>, String)>)> + '_ {
+    /// Completes with the end of slot `idx`'s connection, its close frame if any, and the
+    /// connection's receive state.
+    pub fn finished(&self, idx: usize) -> impl Future<Output = Finished> + '_ {
         poll_fn(move |cx| {
             let mut g = self.inner.borrow_mut();
             let inner = &mut *g;
             let Some(Some(s)) = inner.slots.get_mut(idx) else {
-                return Poll::Ready((RingEnd::Io(io::Error::other("receive slot lost")), None));
+                return Poll::Ready((
+                    RingEnd::Io(io::Error::other("receive slot lost")),
+                    None,
+                    None,
+                ));
             };
             match s.end.take() {
                 None => {
@@ -395,13 +404,14 @@ impl RecvRing {
                 }
                 Some(end) => {
                     let frame = s.frame.take();
+                    let recv = s.recv.take();
                     s.taken = true;
                     s.waker = None;
                     if !s.armed {
                         inner.slots[idx] = None;
                         inner.free.push(idx);
                     }
-                    Poll::Ready((end, frame))
+                    Poll::Ready((end, frame, recv))
                 }
             }
         })
@@ -556,12 +566,15 @@ impl RecvRing {
                 let mut ended = false;
                 if res > 0 {
                     if let Some(b) = bid {
-                        if slot.open() && slot.frame.is_none() {
+                        if slot.open()
+                            && slot.frame.is_none()
+                            && let Some(recv) = slot.recv.as_mut()
+                        {
                             // SAFETY: `b` comes from this completion and goes back to the
                             // kernel just below; the slice does not outlive this block.
                             let data = unsafe { bufs.data(b, res as usize) };
                             let fed = match data {
-                                Some(d) => feed(&mut slot.recv, d, now, st, &*slot.sink),
+                                Some(d) => feed(recv, d, now, st, &*slot.sink),
                                 None => Fed::Continue,
                             };
                             match fed {
@@ -740,6 +753,7 @@ mod tests {
         let recv = ConnRecv::new(1 << 20, 0, 1, 1);
         let slot = ring
             .register(b.as_raw_fd(), sink.clone(), recv, None)
+            .map_err(|(e, _)| e)
             .expect("register");
         (a, b, sink, slot)
     }
@@ -767,8 +781,9 @@ mod tests {
             // Bytes after the close frame are ignored.
             a.write_all(b"garbage").expect("write");
             drop(a);
-            let (end, frame) = ring.finished(slot).await;
+            let (end, frame, recv) = ring.finished(slot).await;
             assert!(matches!(end, RingEnd::Eof), "{end:?}");
+            assert!(recv.is_some(), "the receive state comes back");
             assert_eq!(frame, Some((Some(1001), "bye".to_string())));
             assert_eq!(sink.close.get(), Some(Some(1001)));
             // The pong is queued (the close frame wakes the writer for both).
@@ -792,7 +807,7 @@ mod tests {
                 [1, 2, 3, 4],
             );
             a.write_all(&v).expect("write");
-            let (end, _) = ring.finished(slot).await;
+            let (end, _, _) = ring.finished(slot).await;
             assert!(
                 matches!(end, RingEnd::Protocol(ref pe) if pe.code == 1002),
                 "{end:?}"

@@ -1,12 +1,17 @@
 //! `capacity`: step the offered load up until the SLO fails, then bisect.
+//!
+//! A step meets the SLO when every criterion of a fan-out run holds (connections
+//! established, no duplicates, no connection closed early, something delivered) with the
+//! SLO's p99 and loss ratio as limits.
 
 use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Ctx, LoadOutcome, LoadRun, Result, RunError, common_checks, emit, watchdog};
+use super::criteria::{Criteria, expect_close};
+use super::{Ctx, LoadOutcome, LoadRun, Result, RunError, emit, watchdog};
 use crate::cli::{CapacityCmd, Dur, Load};
-use crate::report::{CapacitySection, CapacityStep};
+use crate::report::{CapacitySection, CapacityStep, Report};
 
 const MAX_STEP_UPS: usize = 20;
 
@@ -44,6 +49,11 @@ pub fn run(cmd: &CapacityCmd) -> Result<i32> {
             .unwrap_or(per_step * (MAX_STEP_UPS as u32 + cmd.bisect + 1) + Duration::from_secs(60)),
     );
     let slo_p99_us = cmd.slo_p99.0.as_micros() as u64;
+    let slo_loss = cmd.slo_loss.or(cmd.common.max_loss).unwrap_or(0.0);
+    // The step criteria: the fan-out ones with the SLO as limits.
+    let mut step_criteria = Criteria::new(&cmd.common, slo_loss);
+    step_criteria.max_loss = slo_loss;
+    step_criteria.max_p99_us = Some(slo_p99_us);
     let mut steps: Vec<CapacityStep> = Vec::new();
     let mut best: Option<(f64, LoadOutcome)> = None;
     let mut try_value = |v: f64, steps: &mut Vec<CapacityStep>| -> Result<bool> {
@@ -54,14 +64,17 @@ pub fn run(cmd: &CapacityCmd) -> Result<i32> {
         } else {
             load.subscribers = v.round().max(1.0) as u32;
         }
-        let out = one_step(&ctx, &load)?;
+        let (asked, out) = one_step(&ctx, &load)?;
         let (p50, p99, max_us) = (out.latency.p50, out.latency.p99, out.latency.max);
         let (loss, lost, delivered) = out
             .delivery
             .as_ref()
             .map(|d| (d.loss_ratio, d.lost, d.delivered))
             .unwrap_or((1.0, 0, 0));
-        let pass = delivered > 0 && p99 <= slo_p99_us && loss <= cmd.slo_loss;
+        let mut judged = ctx.report("capacity-step", serde_json::Value::Null);
+        out.fill(&mut judged);
+        step_criteria.fanout(&mut judged, asked, &out, &load);
+        let pass = judged.passed;
         let step = CapacityStep {
             value: v,
             offered_deliveries_per_s: load.rate * load.subscribers as f64
@@ -79,6 +92,7 @@ pub fn run(cmd: &CapacityCmd) -> Result<i32> {
                 .and_then(|c| c.server.as_ref())
                 .map(|s| s.utilization),
             pass,
+            why: judged.why,
         };
         eprintln!(
             "capacity: {} {:.0}: p50 {} p99 {} loss {:.6} → {}",
@@ -134,7 +148,7 @@ pub fn run(cmd: &CapacityCmd) -> Result<i32> {
     let sec = CapacitySection {
         search: cmd.search.clone(),
         slo_p99_us,
-        slo_loss: cmd.slo_loss,
+        slo_loss,
         steps,
         answer: lo,
     };
@@ -148,7 +162,7 @@ pub fn run(cmd: &CapacityCmd) -> Result<i32> {
             "factor": cmd.factor,
             "bisect": cmd.bisect,
             "slo_p99_s": cmd.slo_p99.0.as_secs_f64(),
-            "slo_loss": cmd.slo_loss,
+            "slo_loss": slo_loss,
             "step_duration_s": cmd.step_duration.0.as_secs_f64(),
             "common": &cmd.common,
         }),
@@ -157,29 +171,54 @@ pub fn run(cmd: &CapacityCmd) -> Result<i32> {
     if let Some((_, o)) = &best {
         o.fill(&mut r);
     }
+    answer_check(&mut r, &sec);
+    r.capacity = Some(sec);
+    // An explicit --max-p99 also applies to the answer's step.
+    Criteria::new(&cmd.common, slo_loss).latency(&mut r);
+    if let Some(code) = cmd.common.expect_close {
+        expect_close(&mut r, code);
+    }
+    Ok(emit(&r, hist.as_ref(), &cmd.common))
+}
+
+/// The run passes when some step met the SLO; otherwise it says why the first one failed.
+fn answer_check(r: &mut Report, sec: &CapacitySection) {
+    let observed = match (sec.answer, sec.steps.first()) {
+        (Some(a), _) => format!("{a:.0}"),
+        (None, Some(first)) => format!(
+            "none; the first step ({:.0}) failed: {}",
+            first.value,
+            first.why.join("; ")
+        ),
+        (None, None) => "no step ran".into(),
+    };
     r.check(
         "a step met the SLO",
         format!(
             "p99 ≤ {}, loss ≤ {}",
-            crate::report::us(slo_p99_us),
-            cmd.slo_loss
+            crate::report::us(sec.slo_p99_us),
+            sec.slo_loss
         ),
-        sec.answer
-            .map(|a| format!("{a:.0}"))
-            .unwrap_or_else(|| "none".into()),
+        observed,
         sec.answer.is_some(),
     );
-    r.capacity = Some(sec);
-    common_checks(&mut r, &cmd.common);
-    Ok(emit(&r, hist.as_ref(), &cmd.common))
 }
 
-fn one_step(ctx: &Ctx, load: &Load) -> Result<LoadOutcome> {
+fn one_step(ctx: &Ctx, load: &Load) -> Result<(u64, LoadOutcome)> {
     let mut run = LoadRun::spawn(ctx, load, Vec::new())?;
     let deadline = run.connect_deadline(load.connect_rate);
     run.wait_connected(deadline);
-    run.begin(load.warmup.0, load.duration.0);
-    run.measure();
-    run.drain(load.drain.0);
-    run.finish()
+    let asked = run.engine.total as u64;
+    if run
+        .engine
+        .run
+        .connected
+        .load(std::sync::atomic::Ordering::Acquire)
+        > 0
+    {
+        run.begin(load.warmup.0, load.duration.0);
+        run.measure();
+        run.drain(load.drain.0);
+    }
+    Ok((asked, run.finish()?))
 }

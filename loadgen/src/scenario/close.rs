@@ -18,7 +18,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
 use ringcast_proto::{OpCode, encode};
 use serde_json::json;
 
-use super::{Ctx, LoadRun, Result, common_checks, emit, watchdog};
+use super::criteria::{Criteria, expect_close};
+use super::{Ctx, LoadRun, Result, emit, watchdog};
 use crate::cli::CloseCmd;
 use crate::clock::now_ns;
 use crate::net::{Target, connect_ws, connect_ws_opts};
@@ -105,8 +106,10 @@ pub fn run(cmd: &CloseCmd) -> Result<i32> {
 
     // Background load first, then the probes while it runs.
     let background = cmd.load.subscribers > 0 && cmd.load.publishers > 0 && cmd.load.rate > 0.0;
+    let mut asked = 0u64;
     let mut run = if background {
         let mut r = LoadRun::spawn(&ctx, &cmd.load, Vec::new())?;
+        asked = r.engine.total as u64;
         let d = r.connect_deadline(cmd.load.connect_rate);
         r.wait_connected(d);
         r.begin(cmd.load.warmup.0, cmd.load.duration.0);
@@ -154,8 +157,11 @@ pub fn run(cmd: &CloseCmd) -> Result<i32> {
             "common": &cmd.common,
         }),
     );
+    let k = Criteria::new(&cmd.common, 0.0);
     if let Some(o) = &out {
         o.fill(&mut r);
+        // The background load is a fan-out run: the same criteria.
+        k.fanout(&mut r, asked, o, &cmd.load);
     }
     for p in &results {
         r.check(
@@ -169,7 +175,9 @@ pub fn run(cmd: &CloseCmd) -> Result<i32> {
         );
     }
     r.probes = Some(results);
-    common_checks(&mut r, &cmd.common);
+    if let Some(code) = cmd.common.expect_close {
+        expect_close(&mut r, code);
+    }
     Ok(emit(&r, out.as_ref().map(|o| o.hist()), &cmd.common))
 }
 
@@ -487,6 +495,7 @@ async fn slow_probe(pc: &ProbeCfg, expected: &str) -> ProbeResult {
         65536,
         pc.connect_timeout,
         Some(4096),
+        None,
     )
     .await
     {

@@ -4,7 +4,8 @@ use std::sync::atomic::Ordering;
 
 use serde_json::json;
 
-use super::{Ctx, LoadRun, Result, common_checks, emit, wait_until, watchdog};
+use super::criteria::{Criteria, expect_close};
+use super::{Ctx, LoadRun, Result, emit, wait_until, watchdog};
 use crate::cli::{ConnectCmd, Load};
 use crate::clock::now_ns;
 
@@ -35,6 +36,11 @@ pub fn run(cmd: &ConnectCmd) -> Result<i32> {
         drain: crate::cli::Dur(Default::default()),
         connect_rate: cmd.connect_rate,
         text: false,
+        protocol: "raw".into(),
+        reconnect: false,
+        backoff_min: crate::cli::Dur(Default::default()),
+        backoff_max: crate::cli::Dur(Default::default()),
+        publish_via: "ws".into(),
     };
     let mut run = LoadRun::spawn_specs(&ctx, &load, specs, cmd.connect_rate)?;
     run.sample_start();
@@ -58,18 +64,16 @@ pub fn run(cmd: &ConnectCmd) -> Result<i32> {
         }),
     );
     out.fill(&mut r);
-    r.check(
-        "all connections established",
-        cmd.connections.to_string(),
-        out.connect.established.to_string(),
-        out.connect.established == cmd.connections as u64,
-    );
+    let k = Criteria::new(&cmd.common, 0.0);
+    k.connections(&mut r, cmd.connections as u64, &out.connect);
     r.check(
         "all held until the end",
         connected.to_string(),
         still_open.to_string(),
         still_open == connected,
     );
-    common_checks(&mut r, &cmd.common);
+    if let Some(code) = cmd.common.expect_close {
+        expect_close(&mut r, code);
+    }
     Ok(emit(&r, None, &cmd.common))
 }

@@ -4,6 +4,7 @@
 pub mod capacity;
 pub mod close;
 pub mod connect;
+pub mod criteria;
 pub mod fanout;
 pub mod shutdown;
 
@@ -14,14 +15,16 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 
+use crate::accounting::Via;
+use crate::accounting::{self, PubAccount};
 use crate::cli::{Common, Load};
 use crate::clock::now_ns;
-use crate::engine::{ConnKind, ConnSpec, Engine, EngineCfg, ThreadResult};
+use crate::engine::{Backoff, ConnKind, ConnSpec, Engine, EngineCfg, ThreadResult};
 use crate::net::{Target, parse_url};
 use crate::payload::{HEADER_LEN, Schedule};
 use crate::report::{
     CloseSection, ConnectSection, CpuSection, DeliverySection, IoSection, LatencySummary,
-    PublisherDelivery, Report, ServerCpu,
+    PublisherDelivery, ReconnectSection, Report, ServerCpu, TimelineSection,
 };
 use crate::sys;
 
@@ -40,7 +43,10 @@ pub type Result<T> = std::result::Result<T, RunError>;
 /// The resolved common flags.
 pub struct Ctx {
     pub c: Common,
+    /// The first `--url` (what the `close` probes use).
     pub target: Target,
+    /// Every `--url`.
+    pub targets: Vec<Target>,
     pub threads: usize,
     pub sources: Vec<IpAddr>,
     pub progress: bool,
@@ -48,12 +54,24 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new(c: &Common) -> Result<Ctx> {
-        let mut target = parse_url(&c.url).map_err(RunError)?;
-        if target.tls {
-            target.tls_config = Some(
-                crate::tls::client_config(c.insecure, c.ca_file.as_deref()).map_err(RunError)?,
-            );
+        let mut targets = Vec::new();
+        let mut tls = None;
+        for url in &c.url {
+            let mut t = parse_url(url).map_err(RunError)?;
+            if t.tls {
+                if tls.is_none() {
+                    tls = Some(
+                        crate::tls::client_config(c.insecure, c.ca_file.as_deref())
+                            .map_err(RunError)?,
+                    );
+                }
+                t.tls_config = tls.clone();
+            }
+            targets.push(t);
         }
+        let Some(target) = targets.first().cloned() else {
+            return Err(RunError("--url: at least one URL is needed".into()));
+        };
         let threads = c.threads.unwrap_or_else(sys::cores).max(1);
         let progress = match c.progress.as_str() {
             "always" => true,
@@ -63,6 +81,7 @@ impl Ctx {
         Ok(Ctx {
             c: c.clone(),
             target,
+            targets,
             threads,
             sources: c.source_ips.clone().map(|s| s.0).unwrap_or_default(),
             progress,
@@ -82,8 +101,9 @@ impl Ctx {
     pub fn idle_holds(&self, n: u32) -> Vec<ConnSpec> {
         let path = self.sub_path_for(&format!("{}idle", self.c.topic_prefix));
         (0..n)
-            .map(|_| ConnSpec {
+            .map(|i| ConnSpec {
                 kind: ConnKind::Hold,
+                url: i as usize % self.targets.len(),
                 path: path.clone(),
                 source: None,
                 connect_at_ns: None,
@@ -109,7 +129,7 @@ impl Ctx {
             per.clamp(4096, 65536).next_power_of_two().min(65536)
         });
         EngineCfg {
-            target: self.target.clone(),
+            targets: self.targets.clone(),
             threads: self.threads,
             read_buf,
             max_message: self.c.max_message,
@@ -126,11 +146,25 @@ impl Ctx {
             connect_concurrency: (self.c.connect_concurrency / self.threads).max(1),
             text: load.text,
             ring_recv: self.c.recv == "ring",
+            v1: load.v1(),
+            topic_prefix: self.c.topic_prefix.clone(),
+            reconnect: load.reconnect,
+            backoff: Backoff {
+                min: load.backoff_min.0,
+                max: load.backoff_max.0.max(load.backoff_min.0),
+            },
+            via: if load.publish_via == "post" {
+                Via::Post
+            } else {
+                Via::Ws
+            },
         }
     }
 
     pub fn report(&self, scenario: &str, config: serde_json::Value) -> Report {
-        Report::new(scenario, &self.c.url, self.threads, config)
+        let mut r = Report::new(scenario, &self.c.url.join(","), self.threads, config);
+        r.targets = self.c.url.clone();
+        r
     }
 }
 
@@ -231,6 +265,8 @@ pub struct LoadOutcome {
     pub io: IoSection,
     pub cpu: Option<CpuSection>,
     pub close: CloseSection,
+    pub reconnect: ReconnectSection,
+    pub timeline: TimelineSection,
 }
 
 impl LoadOutcome {
@@ -248,6 +284,11 @@ impl LoadOutcome {
         }
         r.cpu = self.cpu.clone();
         r.close = Some(self.close.clone());
+        r.timeline = Some(self.timeline.clone());
+        let rc = &self.reconnect;
+        if rc.enabled || rc.protocol != "raw" || rc.reconnects > 0 {
+            r.reconnect = Some(rc.clone());
+        }
     }
 }
 
@@ -255,10 +296,12 @@ impl<'a> LoadRun<'a> {
     /// Start connecting `load` (S subscribers, P publishers) plus `extra`.
     pub fn spawn(ctx: &'a Ctx, load: &Load, extra: Vec<ConnSpec>) -> Result<LoadRun<'a>> {
         let mut specs = Vec::new();
+        let urls = ctx.targets.len();
         for i in 0..load.subscribers {
             let topic = i % load.topics.max(1);
             specs.push(ConnSpec {
-                kind: ConnKind::Sub { topic },
+                kind: ConnKind::Sub { topic, id: i },
+                url: i as usize % urls,
                 path: ctx.sub_path_for(&ctx.topic(topic)),
                 source: None,
                 connect_at_ns: None,
@@ -268,6 +311,7 @@ impl<'a> LoadRun<'a> {
             let topic = p % load.topics.max(1);
             specs.push(ConnSpec {
                 kind: ConnKind::Pub { id: p },
+                url: p as usize % urls,
                 path: ctx.pub_path_for(&ctx.topic(topic)),
                 source: None,
                 connect_at_ns: None,
@@ -463,15 +507,25 @@ impl<'a> LoadRun<'a> {
         let measured = self.start_ns != 0;
         let window = self.window;
         let load = self.load.clone();
+        let windows: Vec<(u64, u64)> = if measured {
+            self.schedules()
+                .iter()
+                .map(|s| s.seq_range(window.0, window.1))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut cpu = self.cpu.clone();
+        let t0 = run.t0_ns.load(Ordering::Relaxed);
         let result = self.engine.join()?;
 
-        // Connection phase.
-        let established = result.closes.len() as u64;
+        // Connection phase: the first connection of every task.
+        let established = result.established;
         let failed: u64 = result.connect_failures.values().sum();
         let last_est = result
             .closes
             .iter()
+            .filter(|c| !c.reconnect)
             .map(|c| c.established_ns)
             .max()
             .unwrap_or(attempt_start);
@@ -485,60 +539,9 @@ impl<'a> LoadRun<'a> {
                 .then(|| established as f64 / ((last_est - attempt_start) as f64 / 1e9)),
         };
 
-        // Delivery.
-        let delivery = (measured && load.publishers > 0).then(|| {
-            let t = load.topics.max(1);
-            let mut per = Vec::new();
-            let mut tot = DeliverySection {
-                window_s: (window.1 - window.0) as f64 / 1e9,
-                publishers: result.pubs.len() as u64,
-                subscribers: result.subs_by_topic.values().sum(),
-                topics: t,
-                rate: load.rate,
-                size: load.size.max(HEADER_LEN),
-                foreign: result.recv.foreign,
-                ..Default::default()
-            };
-            let mut pubs = result.pubs.clone();
-            pubs.sort_by_key(|p| p.id);
-            for p in &pubs {
-                let topic = p.id % t;
-                let subs = result.subs_by_topic.get(&topic).copied().unwrap_or(0);
-                let c = result
-                    .recv
-                    .pubs
-                    .get(p.id as usize)
-                    .copied()
-                    .unwrap_or_default();
-                let expected = p.sent_in_window * subs;
-                let d = PublisherDelivery {
-                    id: p.id,
-                    topic,
-                    sent: p.sent,
-                    sent_in_window: p.sent_in_window,
-                    expected,
-                    delivered: c.delivered,
-                    lost: expected.saturating_sub(c.delivered),
-                    duplicates: c.duplicates,
-                    reordered: c.reordered,
-                };
-                tot.sent_in_window += d.sent_in_window;
-                tot.expected += d.expected;
-                tot.delivered += d.delivered;
-                tot.lost += d.lost;
-                tot.duplicates += d.duplicates;
-                tot.reordered += d.reordered;
-                per.push(d);
-            }
-            tot.loss_ratio = if tot.expected > 0 {
-                tot.lost as f64 / tot.expected as f64
-            } else {
-                0.0
-            };
-            tot.deliveries_per_s = tot.delivered as f64 / tot.window_s.max(1e-9);
-            tot.per_publisher = per;
-            tot
-        });
+        let window_s = (window.1 - window.0) as f64 / 1e9;
+        let delivery =
+            (measured && load.publishers > 0).then(|| delivery(&load, &result, &windows, window_s));
         let io = IoSection {
             reads: result.recv.reads,
             frames: result.recv.frames,
@@ -557,6 +560,28 @@ impl<'a> LoadRun<'a> {
         }
         let close = CloseSection::from_records(&result.closes);
         let latency = LatencySummary::from_hist(&result.recv.hist);
+        let rs = &result.reconnect;
+        let reconnect = ReconnectSection {
+            protocol: load.protocol.clone(),
+            enabled: load.reconnect,
+            backoff_min_s: load.backoff_min.0.as_secs_f64(),
+            backoff_max_s: load.backoff_max.0.as_secs_f64(),
+            reconnects: rs.reconnects,
+            after_close: rs.after_close.clone(),
+            failed_attempts: rs.failed_attempts.clone(),
+            resumed_with_since: rs.resumed_with_since,
+            reconnect_us: LatencySummary::from_hist(&rs.reconnect_us),
+            resume_us: LatencySummary::from_hist(&rs.resume_us),
+            events: result.recv.v1,
+        };
+        let ms = |ns: u64| (ns != 0).then(|| ns.saturating_sub(t0) as f64 / 1e6);
+        let timeline = TimelineSection {
+            bucket_ms: crate::engine::TIMELINE_BUCKET_NS / 1_000_000,
+            window_start_ms: ms(window.0),
+            window_end_ms: ms(window.1),
+            connects: result.timeline.connects.clone(),
+            closes: result.timeline.closes.clone(),
+        };
         Ok(LoadOutcome {
             result,
             connect,
@@ -565,71 +590,124 @@ impl<'a> LoadRun<'a> {
             io,
             cpu,
             close,
+            reconnect,
+            timeline,
         })
     }
 }
 
-/// The `--max-p99`, `--max-loss`, `--expect-close` checks.
-pub fn common_checks(r: &mut Report, c: &Common) {
-    if let Some(limit) = c.max_p99 {
-        let limit_us = limit.0.as_micros() as u64;
-        match r.latency_us.as_ref().map(|l| l.p99) {
-            Some(p99) => r.check(
-                "max-p99",
-                crate::report::us(limit_us),
-                crate::report::us(p99),
-                p99 <= limit_us,
-            ),
-            None => r.check(
-                "max-p99",
-                crate::report::us(limit_us),
-                "no latency measured".into(),
-                false,
-            ),
-        }
-    }
-    if let Some(limit) = c.max_loss {
-        match r.delivery.as_ref().map(|d| d.loss_ratio) {
-            Some(l) => r.check(
-                "max-loss",
-                format!("{limit}"),
-                format!("{l:.6}"),
-                l <= limit,
-            ),
-            None => r.check(
-                "max-loss",
-                format!("{limit}"),
-                "no delivery measured".into(),
-                false,
-            ),
-        }
-    }
-    if let Some(code) = c.expect_close {
-        let (ok, obs) = match &r.close {
-            Some(cl) => {
-                let other: u64 = cl
-                    .by_code
-                    .iter()
-                    .filter(|(k, _)| **k != code.to_string())
-                    .map(|(_, v)| *v)
-                    .sum();
-                (
-                    other == 0 && cl.total > 0,
-                    cl.by_code
-                        .iter()
-                        .map(|(k, v)| format!("{k}×{v}"))
-                        .collect::<Vec<_>>()
-                        .join(" "),
-                )
-            }
-            None => (false, "no closes".into()),
+/// The delivery section: every publisher's account against every subscriber's ledger
+/// (see [`crate::accounting`] for what counts as published, lost and announced).
+fn delivery(
+    load: &Load,
+    result: &ThreadResult,
+    windows: &[(u64, u64)],
+    window_s: f64,
+) -> DeliverySection {
+    let t = load.topics.max(1);
+    let mut pubs = result.pubs.clone();
+    pubs.sort_by_key(|p| p.id);
+    let accounts: Vec<PubAccount> = pubs
+        .iter()
+        .map(|p| PubAccount {
+            id: p.id,
+            topic: p.id % t,
+            via: p.via,
+            handed_out: p.handed_out,
+            window: windows.get(p.id as usize).copied().unwrap_or((0, 0)),
+            segments: p.segments.clone(),
+            acked: p.acked.clone(),
+            refused: p.refused.clone(),
+        })
+        .collect();
+    let holes = &result.recv.holes;
+    let tally = accounting::tally(&accounts, &result.subs, &holes.holes, holes.unrecorded, t);
+    let exact = pubs.iter().all(|p| p.via == Via::Post);
+    let mut tot = DeliverySection {
+        window_s,
+        publishers: pubs.len() as u64,
+        subscribers: result.subs_by_topic.values().sum(),
+        topics: t,
+        rate: load.rate,
+        size: load.size.max(HEADER_LEN),
+        foreign: result.recv.foreign,
+        accounting: if exact { "exact" } else { "inferred" },
+        lost_unrecorded: tally.unrecorded_lost,
+        ..Default::default()
+    };
+    for (p, a) in pubs.iter().zip(&tally.per_publisher) {
+        let c = result
+            .recv
+            .pubs
+            .get(p.id as usize)
+            .copied()
+            .unwrap_or_default();
+        let d = PublisherDelivery {
+            id: p.id,
+            topic: p.id % t,
+            via: p.via.label(),
+            connections: p.connections,
+            sent: p.sent,
+            sent_in_window: p.sent_in_window,
+            published: a.published,
+            unconfirmed: a.unconfirmed,
+            refused: a.refused,
+            expected: a.expected,
+            delivered: a.delivered,
+            lost: a.lost,
+            announced: a.announced_gap + a.announced_reset,
+            duplicates: c.duplicates,
+            reordered: c.reordered,
+            replayed: c.replayed,
+            unsent: p.unsent,
+            acked: p.acked.len(),
+            acked_with_position: p.positions,
+            unanswered: p.unanswered,
+            refused_by_status: p
+                .refused_by_status
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect(),
         };
-        r.check("expect-close", code.to_string(), obs, ok);
+        tot.sent_in_window += d.sent_in_window;
+        tot.published += d.published;
+        tot.unconfirmed += d.unconfirmed;
+        tot.refused += d.refused;
+        tot.expected += d.expected;
+        tot.delivered += d.delivered;
+        tot.lost += d.lost;
+        tot.announced += d.announced;
+        tot.announced_gap += a.announced_gap;
+        tot.announced_reset += a.announced_reset;
+        tot.duplicates += d.duplicates;
+        tot.reordered += d.reordered;
+        tot.replayed += d.replayed;
+        tot.unsent += d.unsent;
+        tot.per_publisher.push(d);
     }
+    tot.lost += tally.unrecorded_lost;
+    tot.loss_ratio = if tot.expected > 0 {
+        tot.lost as f64 / tot.expected as f64
+    } else {
+        0.0
+    };
+    tot.deliveries_per_s = tot.delivered as f64 / window_s.max(1e-9);
+    tot
 }
 
 /// Print the summary, write the files; the exit code (0 pass, 1 a check failed).
 pub fn emit(r: &Report, hist: Option<&Histogram<u64>>, c: &Common) -> i32 {
+    emit_runs(r, hist, &hist.into_iter().collect::<Vec<_>>(), c)
+}
+
+/// [`emit`] for several runs: `hist` (all runs together) goes to `--hgrm`, `runs` are
+/// plotted one curve each.
+pub fn emit_runs(
+    r: &Report,
+    hist: Option<&Histogram<u64>>,
+    runs: &[&Histogram<u64>],
+    c: &Common,
+) -> i32 {
     print!("{}", r.human());
     let mut code = if r.passed { 0 } else { 1 };
     if let Some(p) = &c.json
@@ -646,10 +724,18 @@ pub fn emit(r: &Report, hist: Option<&Histogram<u64>>, c: &Common) -> i32 {
     }
     if let Some(p) = &c.plot {
         let title = format!("{} — {}", r.scenario, r.target);
-        let res = match (&r.capacity, hist) {
+        let res = match (&r.capacity, runs) {
             (Some(cap), _) => crate::report::plot_capacity(cap, &title, p),
-            (None, Some(h)) => crate::report::plot_latency(h, &title, p),
-            (None, None) => Err("no latency to plot in this scenario".into()),
+            (None, _) if !runs.is_empty() => {
+                // A run with reconnects also shows them over time.
+                let storm = r
+                    .reconnect
+                    .as_ref()
+                    .is_some_and(|rc| rc.enabled || rc.reconnects > 0);
+                let tl = r.timeline.as_ref().filter(|_| storm);
+                crate::report::plot_run(runs, tl, &title, p)
+            }
+            (None, _) => Err("no latency to plot in this scenario".into()),
         };
         if let Err(e) = res {
             eprintln!("loadgen: --plot {}: {e}", p.display());

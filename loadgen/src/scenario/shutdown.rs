@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::{Ctx, LoadRun, Result, RunError, common_checks, emit, wait_until, watchdog};
+use super::criteria::Criteria;
+use super::{Ctx, LoadRun, Result, RunError, emit, wait_until, watchdog};
 use crate::cli::{Dur, Load, ShutdownCmd};
 use crate::clock::now_ns;
 use crate::report::{LatencySummary, ShutdownSection};
@@ -48,12 +49,19 @@ pub fn run(cmd: &ShutdownCmd) -> Result<i32> {
     let deadline = run.connect_deadline(load.connect_rate);
     run.wait_connected(deadline);
     let connected = run.engine.run.connected.load(Ordering::Acquire);
+    let asked = run.engine.total as u64;
+    let k = Criteria::new(&cmd.common, 0.0);
     if connected == 0 {
+        // Nothing to shut down: say why instead of signalling the server.
         let out = run.finish()?;
-        return Err(RunError(format!(
-            "no connection could be established: {:?}",
-            out.connect.failures
-        )));
+        let mut r = ctx.report(
+            "shutdown",
+            json!({ "connections": cmd.connections, "common": &cmd.common }),
+        );
+        out.fill(&mut r);
+        r.delivery = None;
+        k.connections(&mut r, asked, &out.connect);
+        return Ok(emit(&r, None, &cmd.common));
     }
     if cmd.load {
         run.begin(Duration::ZERO, cmd.hold.0 + budget);
@@ -134,6 +142,7 @@ pub fn run(cmd: &ShutdownCmd) -> Result<i32> {
     );
     out.fill(&mut r);
     r.delivery = None;
+    k.connections(&mut r, asked, &out.connect);
     let expect = cmd.common.expect_close.unwrap_or(1001);
     let wrong: u64 = sec
         .codes
@@ -168,9 +177,7 @@ pub fn run(cmd: &ShutdownCmd) -> Result<i32> {
         );
     }
     r.shutdown = Some(sec);
-    let mut c = cmd.common.clone();
-    c.expect_close = None; // already checked above
-    common_checks(&mut r, &c);
+    k.latency(&mut r);
     let hist = if cmd.load { Some(out.hist()) } else { None };
     Ok(emit(&r, hist, &cmd.common))
 }
