@@ -1367,7 +1367,6 @@ fn restart_mid_run_with_post_publishers() {
 /// v1 subscribers on a healthy server: every frame a valid event, positions in order,
 /// nothing lost.
 #[test]
-#[ignore = "needs server ringcast.v1 (pending merge)"]
 fn v1_fanout_loses_nothing() {
     let _g = serial();
     let srv = Server::start(&[]);
@@ -1418,7 +1417,6 @@ fn v1_fanout_loses_nothing() {
 /// memory, so every resume is answered with a `reset`: what was missed is announced,
 /// nothing is lost silently, nothing is duplicated.
 #[test]
-#[ignore = "needs server ringcast.v1 (pending merge)"]
 fn v1_restart_is_announced_never_silent() {
     let _g = serial();
     let mut srv = Server::start(&[]);
@@ -1474,7 +1472,6 @@ fn v1_restart_is_announced_never_silent() {
 /// next server is started at once on the freed port). Connects per 100 ms stay far below
 /// the mass close's single spike.
 #[test]
-#[ignore = "needs server --drain-window and ringcast.v1 (pending merge)"]
 fn drain_window_flattens_the_reconnect_storm() {
     let _g = serial();
     let srv = Server::start(&["--drain-window", "2s"]);
