@@ -129,7 +129,7 @@ allowed_origins = ["https://a.example"]
         "listen from file: {t:?}"
     );
     assert_eq!(t["allowed_origins"][0].as_str(), Some("https://a.example"));
-    assert_eq!(str_of(&t, "max_header_bytes"), "8KiB", "default kept");
+    assert_eq!(str_of(&t, "max_header_bytes"), "32KiB", "default kept");
     assert_eq!(str_of(&t, "shutdown_timeout"), "10s", "default kept");
 
     // Without the file: env over default; the file named through RINGCAST_CONFIG works

@@ -10,7 +10,9 @@ mod common;
 use std::io::{ErrorKind, Write};
 use std::time::{Duration, Instant};
 
-use common::{Server, WsClient, fetch_metrics, http_get, procfs, tcp_connect_small_rcvbuf};
+use common::{
+    Server, WsClient, WsEvent, fetch_metrics, http_get, procfs, tcp_connect_small_rcvbuf,
+};
 use ringcast::proto::OpCode;
 
 #[test]
@@ -143,4 +145,105 @@ fn echo_is_bounded_by_max_buffered_in_both_policies() {
             "{policy}: buffered {buffered}"
         );
     }
+}
+
+#[test]
+fn incomplete_messages_are_bounded_by_their_memory_budget() {
+    let srv = Server::start(
+        1,
+        &[
+            "--incomplete-message-memory",
+            "1MiB",
+            "--max-payload",
+            "64KiB",
+        ],
+    );
+    // Each client announces a 64 KiB message and sends all but its last bytes: the server
+    // must hold them until the message completes (before: no bound at all).
+    let mut clients = Vec::new();
+    for _ in 0..40 {
+        let mut c = WsClient::connect(srv.addr(), "/pub/x");
+        let mut f = WsClient::frame_bytes(OpCode::Binary, &vec![9u8; 65_536], true, true);
+        f.truncate(f.len() - 536);
+        c.send_raw(&f);
+        clients.push(c);
+    }
+    let mut refused = 0;
+    let m = common::wait_until(
+        Duration::from_secs(10),
+        "every partial message read",
+        || {
+            let m = fetch_metrics(srv.addr());
+            let held = m.get("ringcast_incomplete_message_bytes", &[]);
+            let n = m.get("ringcast_incomplete_message_refused_total", &[]);
+            (held + n * 65_536.0 >= 35.0 * 65_000.0).then_some(m)
+        },
+    );
+    let held = m.get("ringcast_incomplete_message_bytes", &[]);
+    assert!(held <= 1_048_576.0, "held {held} bytes");
+    for c in &mut clients {
+        if let WsEvent::Close {
+            code: Some(1013), ..
+        } = c.recv_event(Duration::from_millis(50))
+        {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 20, "only {refused} of 40 refused");
+    assert_eq!(
+        m.get("ringcast_incomplete_message_refused_total", &[]),
+        refused as f64
+    );
+    // The others still complete their message.
+    let mut sub = WsClient::connect(srv.addr(), "/sub/x");
+    sub.ping_barrier();
+    let mut kept = None;
+    for (i, c) in clients.iter_mut().enumerate() {
+        if matches!(c.recv_event(Duration::from_millis(20)), WsEvent::Timeout) {
+            kept = Some(i);
+            break;
+        }
+    }
+    let kept = &mut clients[kept.expect("a connection that was kept")];
+    let mut tail = WsClient::frame_bytes(OpCode::Binary, &vec![9u8; 65_536], true, true);
+    let tail = tail.split_off(tail.len() - 536);
+    kept.send_raw(&tail);
+    assert_eq!(sub.expect_binary().len(), 65_536);
+}
+
+#[test]
+fn max_topics_refuses_new_topics_and_frees_old_ones() {
+    let srv = Server::start(1, &["--max-topics", "10"]);
+    let names: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let mut held = WsClient::connect(srv.addr(), &format!("/sub/{}", names.join(",")));
+    held.ping_barrier();
+    match WsClient::try_connect(srv.addr(), "/sub/t10", &[]) {
+        Ok(_) => panic!("an 11th topic"),
+        Err(r) => assert_eq!(
+            (r.status, r.body_str().trim_end()),
+            (503, "too many topics")
+        ),
+    }
+    assert_eq!(
+        common::http_post(srv.addr(), "/pub/t11", Some("text/plain"), b"x").status,
+        503
+    );
+    // Existing topics are fine.
+    assert_eq!(
+        common::http_post(srv.addr(), "/pub/t3", Some("text/plain"), b"x").status,
+        200
+    );
+    assert!(WsClient::try_connect(srv.addr(), "/sub/t0,t9", &[]).is_ok());
+    let m = fetch_metrics(srv.addr());
+    assert_eq!(m.get("ringcast_topics_refused_total", &[]), 2.0);
+    // Once the subscriber leaves (and, with history, once it expires) the room is back;
+    // with --history-size 0 the topics go with their last holder.
+    let srv = Server::start(1, &["--max-topics", "10", "--history-size", "0"]);
+    let mut held = WsClient::connect(srv.addr(), &format!("/sub/{}", names.join(",")));
+    held.ping_barrier();
+    assert!(WsClient::try_connect(srv.addr(), "/sub/new", &[]).is_err());
+    held.close_handshake(1000);
+    common::wait_until(Duration::from_secs(5), "room for a new topic", || {
+        WsClient::try_connect(srv.addr(), "/sub/new", &[]).ok()
+    });
 }

@@ -132,10 +132,30 @@ pub struct Args {
     )]
     pub allowed_origins: Option<Vec<String>>,
 
-    /// Largest HTTP request head; larger: 431.
+    /// Largest HTTP request head; larger: 431. The default fits a /sub of 64 topics of
+    /// 128 bytes with a `since` for each.
     #[arg(long, value_name = "BYTES", env = "RINGCAST_MAX_HEADER_BYTES",
-          default_value = "8KiB", value_parser = parse_size)]
+          default_value = "32KiB", value_parser = parse_size)]
     pub max_header_bytes: usize,
+
+    /// Most topics the server holds at once (with subscribers, publishers or history); a
+    /// request that would create one more is answered 503 `too many topics`. Bounds what
+    /// many unique topic names can make the server hold.
+    #[arg(
+        long,
+        value_name = "N",
+        env = "RINGCAST_MAX_TOPICS",
+        default_value_t = 100_000
+    )]
+    pub max_topics: usize,
+
+    /// Memory all connections together may hold for messages they have started sending
+    /// but not finished (a partial frame or fragmented message, and their inflaters); a
+    /// connection whose partial message would go past it is failed with 1013 (try again
+    /// later). Split evenly among the workers.
+    #[arg(long, value_name = "BYTES", env = "RINGCAST_INCOMPLETE_MESSAGE_MEMORY",
+          default_value = "256MiB", value_parser = parse_size)]
+    pub incomplete_message_memory: usize,
 
     /// Time a client has to send a complete request head (slowloris defence).
     #[arg(long, value_name = "DUR", env = "RINGCAST_HANDSHAKE_TIMEOUT",
@@ -368,6 +388,8 @@ pub struct Config {
     pub max_connections: usize,
     pub allowed_origins: Option<Vec<String>>,
     pub max_header_bytes: usize,
+    pub max_topics: usize,
+    pub incomplete_message_memory: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub close_timeout: Duration,
@@ -465,6 +487,8 @@ impl Config {
             max_connections: a.max_connections,
             allowed_origins,
             max_header_bytes: a.max_header_bytes,
+            max_topics: a.max_topics,
+            incomplete_message_memory: a.incomplete_message_memory,
             handshake_timeout: a.handshake_timeout,
             idle_timeout: a.idle_timeout,
             close_timeout: a.close_timeout,

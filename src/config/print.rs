@@ -59,6 +59,12 @@ impl Config {
             "max_header_bytes",
             s(format_size(self.max_header_bytes)),
         );
+        line(&mut out, "max_topics", self.max_topics.to_string());
+        line(
+            &mut out,
+            "incomplete_message_memory",
+            s(format_size(self.incomplete_message_memory)),
+        );
         line(
             &mut out,
             "handshake_timeout",
@@ -208,7 +214,9 @@ mod tests {
             "max_buffered = \"1MiB\"\n",
             "slow_consumer = \"close\"\n",
             "max_connections = 100000\n",
-            "max_header_bytes = \"8KiB\"\n",
+            "max_header_bytes = \"32KiB\"\n",
+            "max_topics = 100000\n",
+            "incomplete_message_memory = \"256MiB\"\n",
             "handshake_timeout = \"10s\"\n",
             "idle_timeout = \"120s\"\n",
             "close_timeout = \"5s\"\n",

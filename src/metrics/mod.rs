@@ -121,6 +121,12 @@ pub struct CoreMetrics {
     pub log_lines_suppressed: Counter,
     /// CPU time of the worker thread, ns (updated once a second).
     pub cpu_ns: Gauge,
+    /// Bytes held for messages clients started but did not finish.
+    pub incomplete_bytes: Gauge,
+    /// Connections failed with 1013 because that memory was at its limit.
+    pub incomplete_refused: Counter,
+    /// Requests refused because `--max-topics` topics exist.
+    pub topics_refused: Counter,
 }
 
 impl CoreMetrics {

@@ -401,6 +401,21 @@ pub fn render(cores: &[Arc<CoreMetrics>], g: Globals<'_>) -> String {
         "Messages replayed from history to resuming subscribers.",
         |c| &c.replayed,
     );
+    o.gauge(
+        "ringcast_incomplete_message_bytes",
+        "Bytes held for messages clients started sending but did not finish (bounded by --incomplete-message-memory).",
+        |c| &c.incomplete_bytes,
+    );
+    o.counter(
+        "ringcast_incomplete_message_refused_total",
+        "Connections failed with 1013 because --incomplete-message-memory was spent.",
+        |c| &c.incomplete_refused,
+    );
+    o.counter(
+        "ringcast_topics_refused_total",
+        "Requests refused 503 because --max-topics topics exist.",
+        |c| &c.topics_refused,
+    );
     o.counter(
         "ringcast_auth_accepted_total",
         "Tokens accepted (upgrades, POST /pub, auth refreshes).",

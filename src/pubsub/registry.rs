@@ -292,6 +292,12 @@ impl Registry {
                 self.topics = Slab::new();
                 self.by_name = HashMap::new();
                 self.by_shared = HashMap::new();
+            } else if self.by_name.capacity() > 256
+                && self.by_name.len() < self.by_name.capacity() / 4
+            {
+                let len = self.by_name.len();
+                self.by_name.shrink_to(len * 2);
+                self.by_shared.shrink_to(len * 2);
             }
         }
     }

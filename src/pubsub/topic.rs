@@ -96,6 +96,15 @@ impl Interest {
         }
     }
 
+    /// Whether `names` can be held without going past `max` topics (those that exist
+    /// already count nothing). Workers check it before creating topics; two creating at
+    /// once may go a few past it.
+    pub fn has_room(&self, names: &[String], max: usize) -> bool {
+        let t = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let new = names.iter().filter(|n| !t.contains_key(n.as_str())).count();
+        t.len() + new <= max
+    }
+
     /// Topics in the table.
     pub fn len(&self) -> usize {
         self.topics.lock().unwrap_or_else(|p| p.into_inner()).len()

@@ -35,14 +35,18 @@ pub struct Limits {
     pub slow_consumer: SlowConsumer,
     /// `--close-timeout` in ms.
     pub close_timeout_ms: u32,
+    /// This worker's share of `--incomplete-message-memory`.
+    pub incomplete_max: usize,
 }
 
-impl From<&Config> for Limits {
-    fn from(c: &Config) -> Self {
+impl Limits {
+    /// The limits of one of `workers` workers.
+    pub fn new(c: &Config, workers: usize) -> Self {
         Limits {
             max_buffered: c.max_buffered,
             slow_consumer: c.slow_consumer,
             close_timeout_ms: ms(c.close_timeout),
+            incomplete_max: c.incomplete_message_memory / workers.max(1),
         }
     }
 }
@@ -81,6 +85,9 @@ pub struct Conns {
     /// Positions (or failures) for connections waiting on a publication, handed to the
     /// HTTP layer by the task that received them.
     pub acks: Vec<(AckTo, Result<Position, PublishFailed>)>,
+    /// Bytes the decoders of this worker's connections hold for messages not yet complete
+    /// (bounded by `Limits::incomplete_max`).
+    pub incomplete: usize,
 }
 
 impl Conns {
@@ -104,6 +111,7 @@ impl Conns {
             poller,
             next_generation: 0,
             acks: Vec::new(),
+            incomplete: 0,
         }
     }
 
@@ -240,9 +248,12 @@ impl Conns {
         let Some(c) = self.slab.get_mut(key as usize) else {
             return;
         };
+        let held = c.decoder.as_ref().map_or(0, |d| d.buffered_capacity());
         if !c.start_closing(deadline) {
             return;
         }
+        // The decoder (and its partial message) went with `start_closing`.
+        self.incomplete = self.incomplete.saturating_sub(held);
         if discard {
             let dropped = c.out.discard_unsent();
             self.metrics.buffered_bytes.sub(dropped as u64);

@@ -41,6 +41,8 @@ fn remove(
     cluster: Option<&super::cluster_link::ClusterLink>,
 ) -> Option<Conn> {
     let c = core.conns.slab.try_remove(key as usize)?;
+    let held = c.decoder.as_ref().map_or(0, |d| d.buffered_capacity());
+    core.conns.incomplete = core.conns.incomplete.saturating_sub(held);
     // Unsubscribing searches the topic's subscriber list. In a drain every connection is
     // leaving and none subscribes (upgrades get 503), so the lists are left as they are: a
     // removed key is skipped by delivery. With 10,000 subscribers on one topic the searches

@@ -283,6 +283,15 @@ fn handle_post(
     let Some(generation) = core.conns.get(key).map(|c| c.generation) else {
         return;
     };
+    if !sh
+        .global
+        .interest
+        .has_room(std::slice::from_ref(&post.topic), sh.cfg().max_topics)
+    {
+        sh.metrics.topics_refused.inc();
+        respond_error(sh, core, key, 503, "too many topics", &[]);
+        return;
+    }
     let reply = PostAnswer {
         json: post.head.wants_json(),
         close: !post.head.keep_alive(),

@@ -170,7 +170,7 @@ impl Shared {
             .min(1 << 20);
         let conns = Conns::new(
             capacity,
-            Limits::from(&global.cfg),
+            Limits::new(&global.cfg, workers),
             metrics.clone(),
             Poller::new()?,
         );

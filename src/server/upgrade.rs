@@ -85,6 +85,13 @@ pub fn upgrade(sh: &Shared, core: &mut Core, key: u32, up: Upgrade<'_>) -> Resul
         });
     }
     let (encoding, resume) = negotiate(role, topics, head)?;
+    if !sh.global.interest.has_room(topics, sh.cfg().max_topics) {
+        sh.metrics.topics_refused.inc();
+        return Err(HttpError {
+            status: 503,
+            reason: "too many topics",
+        });
+    }
     let deflate = sh.cfg().deflate.then(|| {
         let settings = DeflateSettings::default();
         deflate::negotiate(head.extensions.as_deref().map(str::as_bytes), &settings)

@@ -27,12 +27,15 @@ pub fn input(sh: &Shared, core: &mut Core, key: u32, data: &mut [u8]) {
     let Some(mut dec) = c.decoder.take() else {
         return;
     };
+    let before = dec.buffered_capacity();
     let mut off = 0;
     let mut open = true;
     while off < data.len() && open {
         let (n, ev) = match dec.decode(&mut data[off..]) {
             Ok(r) => r,
             Err(e) => {
+                // The decoder (and what it held) goes.
+                core.conns.incomplete = core.conns.incomplete.saturating_sub(before);
                 core.conns.fail(key, e.code, e.reason, false);
                 return;
             }
@@ -57,12 +60,29 @@ pub fn input(sh: &Shared, core: &mut Core, key: u32, data: &mut [u8]) {
             break;
         }
     }
+    let after = dec.buffered_capacity();
+    let conns = &mut core.conns;
+    conns.incomplete = conns.incomplete.saturating_sub(before);
+    let over = after > before && conns.incomplete + after > conns.limits.incomplete_max;
     if open
-        && let Some(c) = core.conns.get_mut(key)
+        && !over
+        && let Some(c) = conns.get_mut(key)
         && c.state == State::Open
     {
         c.decoder = Some(dec);
+        conns.incomplete += after;
+    } else if open && over {
+        // The worker's budget for messages in progress is spent: this one grew it past
+        // the limit (`--incomplete-message-memory`), so it goes (1013: try again later).
+        sh.metrics.incomplete_refused.inc();
+        conns.fail(
+            key,
+            1013,
+            "server busy: too many incomplete messages",
+            false,
+        );
     }
+    sh.metrics.incomplete_bytes.set(conns.incomplete as u64);
 }
 
 /// One decoded event. Returns false once the connection stops processing input.
