@@ -352,3 +352,43 @@ fn three_replicas_survive_the_loss_of_a_nats_server() {
         start.elapsed()
     );
 }
+
+#[test]
+fn a_rolling_restart_under_load_loses_nothing() {
+    // scripts/rolling-restart.sh: 3 nodes, v1 subscribers spread over them with
+    // --reconnect, POST publishers (exact accounting), each node SIGTERMed (drain window)
+    // and restarted in turn; it fails unless loadgen counts 0 lost, 0 duplicates, 0 gaps.
+    let bin = std::path::PathBuf::from(common::bin());
+    let loadgen = bin.with_file_name("loadgen");
+    assert!(
+        loadgen.exists(),
+        "{} missing: build it (cargo build --profile ci -p loadgen)",
+        loadgen.display()
+    );
+    let out = std::env::temp_dir().join(format!("ringcast-rolling-{}", std::process::id()));
+    let run = std::process::Command::new("bash")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/rolling-restart.sh"
+        ))
+        .arg("12")
+        .env("RINGCAST_BIN", &bin)
+        .env("LOADGEN_BIN", &loadgen)
+        .env("SUBSCRIBERS", "150")
+        .env("DRAIN_WINDOW", "1s")
+        .env("OUT", &out)
+        .output()
+        .expect("run the script");
+    let text = String::from_utf8_lossy(&run.stdout);
+    let _ = std::fs::remove_dir_all(&out);
+    assert!(
+        run.status.success(),
+        "rolling restart failed:\n{text}\n{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert!(
+        text.contains(" lost 0 ") && text.contains("dup 0") && text.contains("gap 0, reset 0"),
+        "{text}"
+    );
+    assert!(text.contains("resumed with since"), "{text}");
+}
