@@ -227,14 +227,83 @@ fn units() -> Seeds {
         .collect()
 }
 
+/// `v1`: byte 0 picks the parser (0 resume query, 1 event, 2 command).
+fn v1() -> Seeds {
+    let mut out: Seeds = Vec::new();
+    let mut add = |name: &str, which: u8, text: &[u8]| {
+        let mut v = vec![which];
+        v.extend_from_slice(text);
+        out.push((name.to_string(), v));
+    };
+    add("since", 0, b"since=a@E1:5,b.c@x-y_z:0&last=3");
+    add(
+        "since-escaped",
+        0,
+        b"since=a%40E1%3A5%2Cb%40E1%3A6&token=x.y.z",
+    );
+    add("last", 0, b"last=18446744073709551615");
+    add("msg", 1, b"msg news.eu k3J9xQ2aLm-1 42\nhello");
+    add("gap", 1, b"gap t e 0\n");
+    add("reset", 1, b"reset t e\n");
+    add("auth", 2, b"auth aaa.bbb.ccc");
+    out
+}
+
+/// `deflate`: byte 0 even: offers (lines split at LF); odd: takeover byte, two cut bytes,
+/// then client frames.
+fn deflate() -> Seeds {
+    use ringcast_proto::deflate::{Compressor, Level, WindowBits};
+    let mut out: Seeds = Vec::new();
+    let mut offer = vec![0u8];
+    offer.extend_from_slice(
+        b"permessage-deflate; client_max_window_bits, permessage-deflate\nx-webkit-deflate-frame",
+    );
+    out.push(("offers".into(), offer));
+    let mut offer = vec![0u8];
+    offer.extend_from_slice(
+        b"permessage-deflate; server_max_window_bits=8; client_no_context_takeover",
+    );
+    out.push(("offer-window-8".into(), offer));
+    let mut z = Compressor::new(Level::BALANCED);
+    let body = z
+        .compress(b"{\"sym\":\"BTC-USD\",\"px\":43125.12}", WindowBits::W15)
+        .expect("compressed")
+        .to_vec();
+    let mut f = Vec::new();
+    let mut b = bytes::BytesMut::new();
+    encode_server_frame(&mut b, true, OpCode::Text, &body);
+    f.extend_from_slice(&b);
+    f[0] |= 0x40;
+    let mut seed = vec![1u8, 0, 0, 0];
+    seed.extend_from_slice(&f);
+    out.push(("compressed-text".into(), seed));
+    out
+}
+
+/// `token`: byte 0 picks the part (0 arbitrary token, 1 a minted token changed, 2 pattern).
+fn token() -> Seeds {
+    vec![
+        (
+            "garbage".into(),
+            b"\0eyJhbGciOiJub25lIn0.eyJleHAiOjF9.".to_vec(),
+        ),
+        ("mutate".into(), b"\x01alice".to_vec()),
+        ("prefix".into(), b"\x02news.*\nnews.eu".to_vec()),
+        ("all".into(), b"\x02*\nanything".to_vec()),
+    ]
+}
+
 fn main() -> std::io::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("corpus");
-    let all: [(&str, Seeds); 5] = [
+    let all: [(&str, Seeds); 8] = [
         ("decoder", decoder()),
         ("unmask", unmask()),
         ("http_request", http_request()),
         ("http_response", http_response()),
         ("units", units()),
+        ("v1", v1()),
+        ("deflate", deflate()),
+        ("token", token()),
     ];
     for (target, seeds) in all {
         let dir = root.join(target);

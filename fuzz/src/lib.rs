@@ -12,12 +12,15 @@
 //! do that), or keep state between runs — the same input must give the same verdict.
 
 pub mod decoder;
+pub mod deflate;
 pub mod http_request;
 pub mod http_response;
 mod input;
 pub mod reference;
+pub mod token;
 pub mod units;
 pub mod unmask;
+pub mod v1;
 
 /// One fuzz target: a name (its binary `fuzz/libfuzzer/fuzz_targets/<name>.rs` and its
 /// corpus directory `fuzz/corpus/<name>/`) and the check to run on an input.
@@ -54,6 +57,21 @@ pub const TARGETS: &[Target] = &[
         name: "http_response",
         run: http_response::run,
         about: "client-side response head parser and the 101 check",
+    },
+    Target {
+        name: "v1",
+        run: v1::run,
+        about: "ringcast.v1: the resume query (since, last), the auth command, the server's events (round trips)",
+    },
+    Target {
+        name: "deflate",
+        run: deflate::run,
+        about: "permessage-deflate offers, and compressed client messages through the inflater (limits, UTF-8, round trip)",
+    },
+    Target {
+        name: "token",
+        run: token::run,
+        about: "JWTs verified by an HMAC key (never accepted unsigned, changed tokens refused), token extraction, grant patterns",
     },
     Target {
         name: "units",
