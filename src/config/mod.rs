@@ -51,22 +51,30 @@ Endpoints (HTTP/1.1, WebSocket 13):
   GET  /sub/{topics}     subscribe to a comma-separated list of topics
   GET  /pub/{topic}      publish every message sent on this WebSocket to {topic}
   GET  /pubsub/{topic}   both, the sender included among the receivers
-  POST /pub/{topic}      publish the request body once (text/* and application/json: text)
+  POST /pub/{topic}      publish the request body once (text/* and application/json: text;
+                         Accept: application/json answers {\"topic\",\"epoch\",\"seq\"})
   GET  /echo             echo every message back (conformance endpoint)
   GET  /metrics          Prometheus text exposition
-  GET  /healthz          200 while serving, 503 while draining for shutdown
+  GET  /healthz          200 while serving, 503 while draining (or the cluster is down)
+  GET  /dashboard        live figures and a console in the browser
+
+A subscriber that offers the subprotocol ringcast.v1 gets every message as an event with
+its position (msg <topic> <epoch> <seq>), resumes with ?since=<topic>@<epoch>:<seq> after a
+disconnect, and is told explicitly (gap, reset) when history no longer covers it.
+?last=N first replays the last N retained messages (raw mode too).
 
 Every flag can also be set from the environment as RINGCAST_<FLAG> (e.g.
 RINGCAST_MAX_PAYLOAD=1MiB) and from a TOML file given with --config, whose keys are the
 flag names (max_payload = \"1MiB\"). A flag on the command line wins over the environment,
 the environment over the file, the file over the default; --print-config shows the result.
 Sizes accept 65536, 64KiB, 1MiB; durations accept 500ms, 5s, 2m.
-On SIGTERM/SIGINT every WebSocket gets close 1001 and the server exits 0; a second
-signal exits at once.
+On SIGTERM/SIGINT every WebSocket gets close 1001 (spread over --drain-window) and the
+server exits 0; a second signal exits at once.
 
 `ringcast check [FLAGS] [--json] [--plan ...]` inspects this host's limits against the
 configuration those flags give, and exits 0 if it fits, 1 if something must change (see
-`ringcast check --help` and tuning/README.md).";
+`ringcast check --help` and tuning/README.md). `ringcast token --secret FILE ...` mints a
+token for --auth-key FILE (see `ringcast token --help`).";
 
 /// Command-line flags of the `ringcast` server.
 #[derive(Parser, Debug, Clone)]
