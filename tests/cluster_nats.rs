@@ -754,9 +754,13 @@ fn shutdown_answers_every_publish() {
     let nats = NatsServer::start();
     let a = node(settings(vec![nats.url()], "rc11"));
     available(&a);
+    // One publish stored before the burst: shutdown must still answer what it stored.
+    let first = publish_async(&a, "s", true, b"first").expect("publish while available");
+    first.recv_timeout(STEP).unwrap().expect("stored");
     let acks: Vec<_> = (0..3000)
         .filter_map(|i| publish_async(&a, "s", true, format!("{i}").as_bytes()).ok())
         .collect();
+    assert!(!acks.is_empty(), "publishes accepted while available");
     let t = Instant::now();
     a.h.shutdown();
     println!(
@@ -764,14 +768,20 @@ fn shutdown_answers_every_publish() {
         acks.len(),
         t.elapsed()
     );
+    // Every publish is answered by the time shutdown returns: stored (Ok) or refused
+    // explicitly; how many made it before the stop is timing, not the property.
     let mut stored = 0;
+    let mut refused = 0;
     for rx in acks {
         match rx.try_recv().expect("answered before shutdown returned") {
             Ok(_) => stored += 1,
-            Err(e) => assert_eq!(e, PublishError::ShuttingDown),
+            Err(e) => {
+                assert_eq!(e, PublishError::ShuttingDown);
+                refused += 1;
+            }
         }
     }
-    assert!(stored > 0);
+    println!("stored {stored}, refused {refused}");
     assert_eq!(
         publish_async(&a, "s", true, b"late").err(),
         Some(PublishError::Unavailable)
