@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# The browser client's tests (clients/js): headless Debian Chromium, driven from Node with
-# playwright-core, against the ringcast binary in RINGCAST_BIN.
+# The browser tests: the browser client (clients/js/test) and the dashboard (dashboard/test),
+# in headless Debian Chromium driven from Node with playwright-core, against the ringcast
+# binary in RINGCAST_BIN (the dashboard's also run loadgen: LOADGEN_BIN, default the loadgen
+# next to RINGCAST_BIN).
 #
 #   RINGCAST_BIN=target/ci/ringcast scripts/browser-tests.sh
 #   scripts/browser-tests.sh --install-only      # the npm packages only (CI's set-up)
 #
-# Needs node/npm and /usr/bin/chromium (Debian: apt-get install -y chromium nodejs npm);
-# it never downloads a browser. Installs the test tooling (clients/js/package-lock.json)
-# into clients/js/node_modules when it is missing or out of date, then runs the tests.
+# Needs node/npm, curl and /usr/bin/chromium (Debian: apt-get install -y chromium nodejs npm
+# curl); it never downloads a browser. Installs the test tooling (clients/js/package-lock.json,
+# shared by both) into clients/js/node_modules when it is missing or out of date, then runs
+# the tests. Screenshots of the dashboard under load go to target/dashboard/.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,12 +36,16 @@ export RINGCAST_BIN
 [[ -x "$RINGCAST_BIN" ]] || { echo "browser-tests: $RINGCAST_BIN is not an executable" >&2; exit 1; }
 export CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 [[ -x "$CHROMIUM" ]] || { echo "browser-tests: $CHROMIUM not found (apt-get install -y chromium)" >&2; exit 1; }
-for tool in node npm; do
-    command -v "$tool" >/dev/null || { echo "browser-tests: $tool not found (apt-get install -y nodejs npm)" >&2; exit 1; }
+export LOADGEN_BIN="$(realpath -m "${LOADGEN_BIN:-$(dirname "$RINGCAST_BIN")/loadgen}")"
+[[ -x "$LOADGEN_BIN" ]] || { echo "browser-tests: $LOADGEN_BIN is not an executable (cargo build --profile ci -p loadgen)" >&2; exit 1; }
+for tool in node npm curl; do
+    command -v "$tool" >/dev/null || { echo "browser-tests: $tool not found (apt-get install -y nodejs npm curl)" >&2; exit 1; }
 done
 
 install
 
-echo "ringcast.js: $(wc -c < ringcast.js) bytes (unminified)"
-# Bounded: every wait in the tests has its own deadline; this is the outer one.
-exec timeout --signal=TERM 300 node --test --test-concurrency=1 --test-timeout=60000 test/client.test.mjs
+echo "ringcast.js: $(wc -c < ringcast.js) bytes (unminified); dashboard/index.html: $(wc -c < "$ROOT/dashboard/index.html") bytes"
+# Bounded: every wait in the tests has its own deadline; this is the outer one. One file at a
+# time (each its own browser): the dashboard's load figures need the machine to themselves.
+exec timeout --signal=TERM 240 node --test --test-concurrency=1 --test-timeout=60000 \
+    test/client.test.mjs "$ROOT/dashboard/test/dashboard.test.mjs"

@@ -6,10 +6,10 @@
 # formatting, clippy (warnings are errors), the unit/property/integration tests in the
 # `ci` profile (optimized, no LTO; integration tests start target/ci/ringcast; the cluster
 # tests start real nats-server processes, installed by scripts/install-nats.sh; the fuzz
-# corpora are replayed through every fuzz target), the browser client's tests in headless
-# Chromium (scripts/browser-tests.sh), then the Autobahn TestSuite against that binary,
-# groups 1-10 and 12-13 (scripts/autobahn.sh; it creates its Python venv under target/ on
-# first use).
+# corpora are replayed through every fuzz target), the browser client's and the dashboard's
+# tests in headless Chromium (scripts/browser-tests.sh), then the Autobahn TestSuite against
+# that binary, groups 1-10 and 12-13 (scripts/autobahn.sh; it creates its Python venv under
+# target/ on first use).
 # Stops at the first failing step.
 set -euo pipefail
 
@@ -36,7 +36,7 @@ section "$STEP"
 # loadgen's scenario tests drive the same server binary (RINGCAST_BIN), built by this step.
 RINGCAST_BIN="$ROOT/target/ci/ringcast" cargo test --profile ci --workspace
 
-STEP="browser client (clients/js, headless Chromium)"
+STEP="browser tests (clients/js, dashboard; headless Chromium)"
 section "$STEP"
 RINGCAST_BIN="$ROOT/target/ci/ringcast" bash scripts/browser-tests.sh
 

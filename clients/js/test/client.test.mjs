@@ -8,9 +8,12 @@ import {
   Front,
   Ringcast,
   assertHygiene,
+  authSecret,
   dump,
   idleSubscribers,
+  jwtExp,
   launchBrowser,
+  mintToken,
   openPage,
   post,
   serverFrame,
@@ -50,7 +53,7 @@ const hasEvent = (type, extra = 'true') => `(log) => log.some((e) => e.type === 
 async function stream(page) {
   return (await page.log())
     .filter((e) => ['message', 'gap', 'reset'].includes(e.type))
-    .map(({ at, ...e }) => e);
+    .map(({ at, wall, ...e }) => e);
 }
 
 const msg = (topic, epoch, seq, data, text = true) => ({ type: 'message', topic, epoch, seq, text, data });
@@ -297,36 +300,115 @@ test('a duplicate or older seq is never delivered; a malformed event drops the c
   assertHygiene(page, [front.port, rc.port]);
 });
 
-// Auth is not wired into the server yet: the front stands in for it here (it takes the
-// `auth` messages and sends the 1008 close the server will send at exp). The end-to-end
-// test against ringcast's own auth comes with that work.
-test('token: sent as ?token=, renewed with `auth <jwt>` before exp, renewed before reconnecting after 1008 token expired', async (t) => {
-  const { rc, front, page } = await setup(t, [], { interceptAuth: true });
-  await start(page, `ws://127.0.0.1:${front.port}`, ['secure'], { ...FAST, tokenLifetime: 4, refreshBefore: 1000 });
+// Tokens against ringcast's own auth (--auth-key): every token is signed by `ringcast
+// token`; the page's token function asks the test for each one (window.mintToken), so a
+// test decides what the n-th call gets. The front only notes the `auth` messages.
+
+/** ringcast with auth on, a front that notes `auth` messages, and `mint(n, page)` as the page's token source. */
+async function authSetup(t, mint) {
+  const secret = await authSecret(t);
+  const s = await setup(t, ['--auth-key', secret], { watchAuth: true });
+  await s.page.exposeFunction('mintToken', (n) => mint(n, secret, s.page));
+  s.secret = secret;
+  s.tokens = () => s.page.evaluate(() => window.tokens.map((x) => x.token));
+  s.publisher = await mintToken(secret, { grantSub: [], grantPub: ['secure'] });
+  return s;
+}
+const since = (epoch, seq, token) => `/sub/secure?since=secure@${epoch}:${seq}&token=${token}`;
+const disconnects = async (page) => (await page.log()).filter((e) => e.type === 'disconnect');
+
+test('token (ringcast --auth-key): sent as ?token=, replaced with `auth <jwt>` before exp, the connection outlives the first token', async (t) => {
+  // Every call: a fresh 3 s token (the client renews 1 s before exp).
+  const { rc, front, page, tokens, publisher } = await authSetup(t, (n, secret) => mintToken(secret, { ttl: '3s' }));
+  await start(page, `ws://127.0.0.1:${front.port}`, ['secure'], { ...FAST, tokenFromTest: true, refreshBefore: 1000 });
   await waitLog(page, opened(1), 'the connection opens');
-  const tokens = () => page.evaluate(() => window.tokens);
+  const [first] = await tokens();
+  const exp = jwtExp(first);
   await check(page, async () => {
-    const [first] = await tokens();
-    assert.equal(front.upgrades[0], `/sub/secure?token=${first.token}`);
-    const exp = await page.evaluate((tk) => window.jwtExp(tk), first.token);
+    assert.equal(front.upgrades[0], `/sub/secure?token=${first}`);
     await until(() => front.authMessages.length >= 1, 8000, () => 'an auth message');
     const tk = await tokens();
-    assert.equal(tk.length, 2, 'one renewal');
-    assert.equal(front.authMessages[0].text, `auth ${tk[1].token}`);
+    assert.equal(front.authMessages[0].text, `auth ${tk[1]}`, 'the second token, on the open connection');
     assert.ok(front.authMessages[0].at < exp * 1000, 'sent before the first token expired');
-    // Messages still flow on the same connection.
-    await post(rc.port, 'secure', 'still here');
-    await waitLog(page, messages(1), 'a message after the renewal');
+    assert.ok(jwtExp(tk[1]) > exp, 'the new token expires later');
   });
+  // ringcast took the new token: a second past the first token's exp (whole seconds), the
+  // connection is still the first one and messages still arrive on it.
+  await until(() => Date.now() >= (exp + 1) * 1000, 8000, () => 'the first token\'s exp to pass');
+  const pos = await post(rc.port, 'secure', 'after the first exp', 'text/plain', publisher);
+  await waitLog(page, messages(1), 'a message after the first token expired');
+  await check(page, async () => {
+    assert.deepEqual(await stream(page), [msg('secure', pos.epoch, pos.seq, 'after the first exp')]);
+    assert.deepEqual(await disconnects(page), [], 'never disconnected');
+    assert.equal(front.upgrades.length, 1, 'one connection');
+  });
+  assertHygiene(page, [front.port, rc.port]);
+});
 
-  const before = (await tokens()).length;
-  front.closeClients(1008, 'token expired');
-  await waitLog(page, hasEvent('disconnect', "e.code === 1008 && e.reason === 'token expired'"), 'the 1008 close');
+test('token (ringcast --auth-key): not replaced in time, ringcast closes with 1008 token expired at exp; a fresh token, then resume', async (t) => {
+  // Call 1: a 3 s token. Later calls, while connected: that same token (a token cache that
+  // cannot renew yet: expiring no later, the client does not send it). After the 1008: fresh.
+  let cached;
+  const { rc, front, page, tokens, publisher } = await authSetup(t, async (n, secret, page) => {
+    if (n === 1) return (cached = await mintToken(secret, { ttl: '3s' }));
+    const closed = (await page.evaluate(() => window.log)).some((e) => e.type === 'disconnect');
+    return closed ? mintToken(secret, { ttl: '1h' }) : cached;
+  });
+  await start(page, `ws://127.0.0.1:${front.port}`, ['secure'], { ...FAST, tokenFromTest: true, refreshBefore: 1000 });
+  await waitLog(page, opened(1), 'the connection opens');
+  const m1 = await post(rc.port, 'secure', 'm1', 'text/plain', publisher);
+  await waitLog(page, messages(1), 'the first message');
+  const exp = jwtExp(cached);
+  await waitLog(page, hasEvent('disconnect'), 'the server\'s close at exp', 8000);
   await waitLog(page, opened(2), 'the reconnect');
+  const m2 = await post(rc.port, 'secure', 'm2', 'text/plain', publisher);
+  await waitLog(page, messages(2), 'the message after the reconnect');
+
+  await check(page, async () => {
+    const [bye, ...more] = await disconnects(page);
+    assert.deepEqual(more, [], 'one disconnect');
+    assert.equal(bye.code, 1008);
+    assert.equal(bye.reason, 'token expired');
+    assert.ok(bye.wall >= exp * 1000, `not before exp (${bye.wall - exp * 1000} ms after)`);
+    assert.ok(bye.wall < exp * 1000 + 1500, `at exp (${bye.wall - exp * 1000} ms after)`);
+    assert.deepEqual(front.authMessages, [], 'the client sent no auth: the close is the server\'s own expiry');
+    const tk = await tokens();
+    assert.notEqual(tk.at(-1), cached, 'a fresh token after the 1008');
+    assert.equal(front.upgrades.length, 2);
+    assert.equal(front.upgrades[1], since(m1.epoch, m1.seq, tk.at(-1)));
+    assert.deepEqual(await stream(page), [msg('secure', m1.epoch, m1.seq, 'm1'), msg('secure', m2.epoch, m2.seq, 'm2')]);
+  });
+  assertHygiene(page, [front.port, rc.port]);
+});
+
+test('token (ringcast --auth-key): a refused `auth` (topic not granted) is closed with 1008 token refused at once; a fresh token, then resume', async (t) => {
+  // Call 1: a 3 s token; call 2 (the renewal): a later token that does not grant `secure`;
+  // call 3 (after the 1008): a good one.
+  const { rc, front, page, tokens, publisher } = await authSetup(t, (n, secret) =>
+    n === 2 ? mintToken(secret, { grantSub: ['other'] }) : mintToken(secret, { ttl: n === 1 ? '3s' : '1h' }),
+  );
+  await start(page, `ws://127.0.0.1:${front.port}`, ['secure'], { ...FAST, tokenFromTest: true, refreshBefore: 1000 });
+  await waitLog(page, opened(1), 'the connection opens');
+  const m1 = await post(rc.port, 'secure', 'm1', 'text/plain', publisher);
+  await waitLog(page, messages(1), 'the first message');
+  const exp = jwtExp((await tokens())[0]);
+  await waitLog(page, hasEvent('disconnect'), 'the refusal', 8000);
+  await waitLog(page, opened(2), 'the reconnect');
+  const m2 = await post(rc.port, 'secure', 'm2', 'text/plain', publisher);
+  await waitLog(page, messages(2), 'the message after the reconnect');
+
   await check(page, async () => {
     const tk = await tokens();
-    assert.equal(tk.length, before + 1, 'a new token was asked for before reconnecting');
-    assert.equal(front.upgrades.at(-1), `/sub/secure?since=secure@${(await stream(page))[0].epoch}:1&token=${tk.at(-1).token}`);
+    assert.equal(tk.length, 3);
+    assert.deepEqual(front.authMessages.map((a) => a.text), [`auth ${tk[1]}`]);
+    const [bye, ...more] = await disconnects(page);
+    assert.deepEqual(more, [], 'one disconnect');
+    assert.equal(bye.code, 1008);
+    assert.equal(bye.reason, 'token refused');
+    assert.ok(bye.wall < exp * 1000, 'at once, before the first token expired');
+    assert.ok(bye.wall - front.authMessages[0].at < 1000, `within a second of the auth (${bye.wall - front.authMessages[0].at} ms)`);
+    assert.equal(front.upgrades[1], since(m1.epoch, m1.seq, tk[2]));
+    assert.deepEqual(await stream(page), [msg('secure', m1.epoch, m1.seq, 'm1'), msg('secure', m2.epoch, m2.seq, 'm2')]);
   });
   assertHygiene(page, [front.port, rc.port]);
 });

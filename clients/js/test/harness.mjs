@@ -3,9 +3,10 @@
 // off, or be sent frames a future server will send), and headless Debian Chromium.
 // Loopback only; everything started here is stopped here, by PID or handle.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import net from 'node:net';
 import os from 'node:os';
@@ -27,27 +28,34 @@ export async function until(pred, ms, what) {
   }
 }
 
-/** A ringcast process. `port` 0: any free port. */
+/**
+ * A ringcast process. `port` 0: any free port. One worker unless `args` has `--workers`.
+ * With `--admin-listen` in `args`, `adminPort` is that listener's port.
+ */
 export class Ringcast {
   static async start(args = [], port = 0) {
     const bin = process.env.RINGCAST_BIN;
     if (!bin) throw new Error('RINGCAST_BIN is not set');
-    const proc = spawn(bin, ['--listen', `${HOST}:${port}`, '--workers', '1', ...args], {
+    const workers = args.includes('--workers') ? [] : ['--workers', '1'];
+    const proc = spawn(bin, ['--listen', `${HOST}:${port}`, ...workers, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const r = new Ringcast(proc);
-    const addr = await new Promise((resolve, reject) => {
+    const admin = args.includes('--admin-listen');
+    const [main, adm] = await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`ringcast did not listen in 10 s: ${r.output}`)), 10000);
       proc.on('exit', (code) => reject(new Error(`ringcast exited (${code}) before listening: ${r.output}`)));
-      proc.stdout.on('data', (d) => {
-        const m = /listening on (\S+)/.exec(r.output);
-        if (m) {
+      proc.stdout.on('data', () => {
+        const m = /^listening on (\S+)/m.exec(r.output);
+        const a = /^admin listening on (\S+)/m.exec(r.output);
+        if (m && (a || !admin)) {
           clearTimeout(timer);
-          resolve(m[1]);
+          resolve([m[1], a?.[1]]);
         }
       });
     });
-    r.port = Number(addr.split(':').pop());
+    r.port = Number(main.split(':').pop());
+    if (adm) r.adminPort = Number(adm.split(':').pop());
     return r;
   }
 
@@ -77,13 +85,14 @@ export class Ringcast {
   }
 }
 
-/** POST text to ringcast's /pub/{topic} with Accept: application/json; the position. */
-export async function post(port, topic, body, contentType = 'text/plain') {
-  const r = await fetch(`http://${HOST}:${port}/pub/${topic}`, {
-    method: 'POST',
-    headers: { 'Content-Type': contentType, Accept: 'application/json' },
-    body,
-  });
+/**
+ * POST text to ringcast's /pub/{topic} with Accept: application/json (and the `token` as
+ * `Authorization: Bearer`, when given); the position.
+ */
+export async function post(port, topic, body, contentType = 'text/plain', token = undefined) {
+  const headers = { 'Content-Type': contentType, Accept: 'application/json' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const r = await fetch(`http://${HOST}:${port}/pub/${topic}`, { method: 'POST', headers, body });
   if (r.status !== 200) throw new Error(`POST /pub/${topic}: ${r.status} ${await r.text()}`);
   return r.json();
 }
@@ -114,16 +123,37 @@ export async function idleSubscribers(port, topic, n) {
   return () => sockets.forEach((s) => s.destroy());
 }
 
+/** A fresh random HMAC secret file for `--auth-key` (48 bytes; ringcast wants ≥ 32), removed after test `t`. */
+export async function authSecret(t) {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'ringcast-secret-'));
+  t.after(() => rm(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'secret');
+  await writeFile(file, randomBytes(48), { mode: 0o600 });
+  return file;
+}
+
+/** A JWT signed by `ringcast token` with `secret` (the file given to --auth-key). */
+export function mintToken(secret, { ttl = '1h', grantSub = ['*'], grantPub = ['*'], sub = 'browser-test' } = {}) {
+  const args = ['token', '--secret', secret, '--sub', sub, '--ttl', ttl];
+  for (const g of grantSub) args.push('--grant-sub', g);
+  for (const g of grantPub) args.push('--grant-pub', g);
+  return new Promise((resolve, reject) =>
+    execFile(process.env.RINGCAST_BIN, args, { timeout: 10000 }, (err, stdout, stderr) =>
+      err ? reject(new Error(`ringcast token: ${err.message} ${stderr}`)) : resolve(stdout.trim()),
+    ),
+  );
+}
+
+/** The `exp` claim of a JWT (not verified). */
+export function jwtExp(token) {
+  return JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).exp;
+}
+
 /** One unmasked server frame (what a server sends). */
 export function serverFrame(opcode, payload) {
   const p = Buffer.from(payload);
   const len = p.length < 126 ? Buffer.from([p.length]) : Buffer.from([126, p.length >> 8, p.length & 255]);
   return Buffer.concat([Buffer.from([0x80 | opcode]), len, p]);
-}
-
-/** A close frame with `code` and `reason`. */
-export function closeFrame(code, reason) {
-  return serverFrame(8, Buffer.concat([Buffer.from([code >> 8, code & 255]), Buffer.from(reason)]));
 }
 
 // Complete client frames at the front of `buf` (masked, as a client sends them):
@@ -157,16 +187,16 @@ function clientFrames(buf) {
 /**
  * The page's own origin: serves the test page and the module, forwards `/pub/*` and
  * WebSocket upgrades to ringcast at `upstreamPort`. It can refuse new upgrades, cut the
- * open ones, send frames to the page, and (with `interceptAuth`) take the client's
- * `auth <jwt>` messages itself, as the server will once auth is wired.
+ * open ones, send frames to the page, and (with `watchAuth`) note the client's
+ * `auth <jwt>` messages on their way to ringcast.
  */
 export class Front {
-  constructor(upstreamPort, { interceptAuth = false } = {}) {
+  constructor(upstreamPort, { watchAuth = false } = {}) {
     this.upstreamPort = upstreamPort;
-    this.interceptAuth = interceptAuth;
+    this.watchAuth = watchAuth;
     this.refusing = false;
     this.upgrades = []; // request targets of every upgrade asked for
-    this.authMessages = []; // `auth …` texts taken from clients (interceptAuth)
+    this.authMessages = []; // `auth …` texts the clients sent (watchAuth), with the time
     this.pairs = new Set();
     this.server = http.createServer((req, res) => this._request(req, res));
     this.server.on('upgrade', (req, socket, head) => this._upgrade(req, socket, head));
@@ -225,14 +255,20 @@ export class Front {
     up.on('error', () => socket.destroy()).on('close', () => socket.end());
     up.on('connect', () => {
       const lines = [`${req.method} ${req.url} HTTP/1.1`];
-      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      for (let i = 0; i < req.rawHeaders.length; i += 2) {
+        // Watched connections do not offer permessage-deflate: `auth` messages must be readable here.
+        if (this.watchAuth && /^sec-websocket-extensions$/i.test(req.rawHeaders[i])) continue;
+        lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      }
       up.write(lines.join('\r\n') + '\r\n\r\n');
       up.pipe(socket);
-      if (!this.interceptAuth) {
+      if (!this.watchAuth) {
         up.write(head);
         socket.pipe(up);
         return;
       }
+      // Whole frames only are forwarded, each as it completes (so a note and the frame
+      // reaching ringcast are in the same order as the client sent them).
       let pending = Buffer.from(head);
       socket.on('data', (d) => {
         let frames;
@@ -240,7 +276,7 @@ export class Front {
         for (const f of frames) {
           const text = f.opcode === 1 && f.payload.toString();
           if (text && text.startsWith('auth ')) this.authMessages.push({ at: Date.now(), text });
-          else up.write(f.raw);
+          up.write(f.raw);
         }
       });
       socket.on('end', () => up.end());
@@ -259,16 +295,6 @@ export class Front {
   /** Write raw bytes to every open proxied client (as if ringcast had sent them). */
   sendToClients(bytes) {
     for (const p of this.pairs) p.socket.write(bytes);
-  }
-
-  /** Send a close frame to every open client, then end their TCP (the server's side). */
-  closeClients(code, reason) {
-    for (const p of this.pairs) {
-      p.up.unpipe(p.socket);
-      p.up.removeAllListeners('close');
-      p.up.destroy();
-      p.socket.end(closeFrame(code, reason));
-    }
   }
 
   async stop() {
@@ -310,7 +336,15 @@ export async function launchBrowser() {
  * uncaught page errors are recorded. `page.log()` is what the page's client reported.
  */
 export async function openPage(context, front) {
-  const page = await context.newPage();
+  const page = watch(await context.newPage());
+  await page.goto(front.origin + '/');
+  await page.waitForFunction(() => window.ready === true, null, { timeout: 10000 });
+  page.log = () => page.evaluate(() => window.log);
+  return page;
+}
+
+/** Record `page`'s requests, WebSocket URLs, console errors and page errors in `page.seen`. */
+export function watch(page) {
   const seen = { requests: [], consoleErrors: [], pageErrors: [] };
   page.on('request', (r) => seen.requests.push(r.url()));
   page.on('websocket', (ws) => seen.requests.push(ws.url()));
@@ -318,10 +352,7 @@ export async function openPage(context, front) {
     if (m.type() === 'error') seen.consoleErrors.push(m.text());
   });
   page.on('pageerror', (e) => seen.pageErrors.push(String(e)));
-  await page.goto(front.origin + '/');
-  await page.waitForFunction(() => window.ready === true, null, { timeout: 10000 });
   page.seen = seen;
-  page.log = () => page.evaluate(() => window.log);
   return page;
 }
 
@@ -343,12 +374,13 @@ export async function dump(page) {
 /**
  * Only the test's own hosts were asked for; no page error; no console error, except, when
  * the test made the server unreachable (`outage`), Chromium's own report of a WebSocket
- * handshake to the test's host that failed then (a network log line, not a script error).
+ * handshake to the test's host that failed then (a network log line, not a script error),
+ * on a path starting with `outagePath`.
  */
-export function assertHygiene(page, allowedPorts, { outage = false } = {}) {
+export function assertHygiene(page, allowedPorts, { outage = false, outagePath = '/sub/' } = {}) {
   const allowed = new Set(allowedPorts.map((p) => `${HOST}:${p}`));
   const foreign = page.seen.requests.filter((u) => !allowed.has(new URL(u).host));
-  const failedHandshake = /^WebSocket connection to 'ws:\/\/([^/]+)\/sub\/[^']*' failed: /;
+  const failedHandshake = new RegExp(`^WebSocket connection to 'ws://([^/]+)${outagePath}[^']*' failed: `);
   const errors = page.seen.consoleErrors.filter((m) => {
     const f = failedHandshake.exec(m);
     return !(outage && f && allowed.has(f[1]));

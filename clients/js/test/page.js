@@ -3,28 +3,29 @@
 import { subscribe, publish, jwtExp } from '/ringcast.js';
 
 window.log = [];
-const record = (type, e) => window.log.push({ type, at: Math.round(performance.now()), ...e });
+// `at`: ms since the page loaded; `wall`: Date.now(), to compare with a token's exp.
+const record = (type, e) => window.log.push({ type, at: Math.round(performance.now()), wall: Date.now(), ...e });
 
-// An unsigned JWT-shaped token (the client never verifies; the server is not told to).
+// An unsigned JWT-shaped token: only for what the client decides alone (an expired token
+// string is never sent); tokens the server sees come from the test (`ringcast token`).
 function fakeJwt(claims) {
   const b64 = (o) => btoa(JSON.stringify(o)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
   return `${b64({ alg: 'HS256', typ: 'JWT' })}.${b64(claims)}.c2ln`;
 }
 
 window.tokens = [];
-// A token function: each call mints token n+1, valid for `lifetimeS` seconds.
-function tokenFunction(lifetimeS) {
-  return async () => {
-    const n = window.tokens.length + 1;
-    const t = fakeJwt({ sub: 'page', n, exp: Math.floor(Date.now() / 1000) + lifetimeS });
-    window.tokens.push({ n, at: Date.now(), token: t });
-    record('token', { n });
-    return t;
-  };
+// A token function backed by the test: window.mintToken (exposed by the Node side) signs
+// each token with `ringcast token`, and decides what the n-th call gets.
+async function tokenFromTest() {
+  const n = window.tokens.length + 1;
+  const token = await window.mintToken(n);
+  window.tokens.push({ n, at: Date.now(), token });
+  record('token', { n });
+  return token;
 }
 
 window.start = (url, topics, opts = {}) => {
-  if (opts.tokenLifetime) opts.token = tokenFunction(opts.tokenLifetime);
+  if (opts.tokenFromTest) opts.token = tokenFromTest;
   if (opts.expiredToken) opts.token = fakeJwt({ exp: Math.floor(Date.now() / 1000) - 10 });
   const sub = subscribe(url, topics, opts);
   sub.on('message', ({ topic, epoch, seq, data }) =>
