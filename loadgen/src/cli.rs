@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::payload::PayloadKind;
+
 /// A duration flag (`500ms`, `5s`, `2m`), shown back as written.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dur(pub Duration);
@@ -361,11 +363,60 @@ pub struct Load {
     /// exact).
     #[arg(long, default_value = "ws", value_parser = ["ws", "post"])]
     pub publish_via: String,
+    /// What fills each message after its measurement header: `filler` (`x` bytes,
+    /// compresses to almost nothing), `random` (incompressible) or `json` (JSON-like ticker
+    /// records in text frames, compressible as real JSON is; --size at least 51).
+    #[arg(long, value_enum, default_value = "filler")]
+    pub payload: PayloadKind,
+    /// Offer permessage-deflate (RFC 7692: `permessage-deflate; client_max_window_bits`)
+    /// from subscribers and WebSocket publishers; the server's answer is checked (a bad one
+    /// fails the connection), agreed connections inflate what they receive and publishers
+    /// send compressed messages. The report gives the negotiation and the wire bytes per
+    /// delivery; every offer must be accepted.
+    #[arg(long)]
+    pub deflate: bool,
+    /// With --deflate: only this many subscribers offer it (a count, or a share like 50%;
+    /// the first ones by id), the others connect without: a mixed run.
+    #[arg(long, value_parser = min_connected, requires = "deflate")]
+    pub deflate_subscribers: Option<MinConnected>,
+    /// With --deflate: also offer `client_no_context_takeover`.
+    #[arg(long, requires = "deflate")]
+    pub deflate_no_context_takeover: bool,
+    /// With --deflate: ask the server to compress with at most this window
+    /// (`server_max_window_bits`, 8..15).
+    #[arg(long, requires = "deflate", value_parser = clap::value_parser!(u8).range(8..=15))]
+    pub deflate_server_window_bits: Option<u8>,
 }
 
 impl Load {
     pub fn v1(&self) -> bool {
         self.protocol == "ringcast.v1"
+    }
+
+    /// The permessage-deflate offer (`--deflate`).
+    pub fn deflate_offer(&self) -> Option<crate::deflate::Offer> {
+        self.deflate.then(|| crate::deflate::Offer {
+            no_context_takeover: self.deflate_no_context_takeover,
+            server_window: self
+                .deflate_server_window_bits
+                .and_then(ringcast_proto::deflate::WindowBits::from_bits),
+        })
+    }
+
+    /// Subscribers (by id, from 0) that offer permessage-deflate.
+    pub fn deflate_subscribers(&self) -> u32 {
+        if !self.deflate {
+            return 0;
+        }
+        match self.deflate_subscribers {
+            None => self.subscribers,
+            Some(m) => m.required(u64::from(self.subscribers)) as u32,
+        }
+    }
+
+    /// The message size actually used (at least the payload's header).
+    pub fn msg_size(&self) -> usize {
+        self.size.max(self.payload.min_size())
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod accounting;
 pub mod cli;
 pub mod clock;
+pub mod deflate;
 pub mod engine;
 pub mod ledger;
 pub mod net;

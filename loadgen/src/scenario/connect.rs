@@ -41,6 +41,11 @@ pub fn run(cmd: &ConnectCmd) -> Result<i32> {
         backoff_min: crate::cli::Dur(Default::default()),
         backoff_max: crate::cli::Dur(Default::default()),
         publish_via: "ws".into(),
+        payload: crate::payload::PayloadKind::Filler,
+        deflate: false,
+        deflate_subscribers: None,
+        deflate_no_context_takeover: false,
+        deflate_server_window_bits: None,
     };
     let mut run = LoadRun::spawn_specs(&ctx, &load, specs, cmd.connect_rate)?;
     run.sample_start();
