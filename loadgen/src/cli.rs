@@ -205,6 +205,20 @@ $(pidof ringcast) --json shutdown.json"
 --slo-p99 10ms --slo-loss 0 --step-duration 3s --plot capacity.svg"
     )]
     Capacity(CapacityCmd),
+    /// Churn: a steady fan-out (the fanout flags, judged by the same criteria: a stable
+    /// subscriber must lose nothing) while abusive clients come and go at their rates for
+    /// the --duration window: RSTs, half-dead peers, abandoned handshakes, garbage on a
+    /// WebSocket and on plain HTTP, oversized headers, slow readers on a busy topic, ping
+    /// floods. Checks that the server closed every half-dead peer, abandoned handshake,
+    /// garbage client, oversized header and slow reader within its deadline (give the
+    /// server's --idle-timeout, --handshake-timeout and --max-buffered with the
+    /// --server-* flags). A --<kind>-rate of 0 turns a kind off.
+    #[command(
+        after_help = "Example:\n  ringcast --idle-timeout 4s --handshake-timeout 4s --max-buffered 256KiB &\n  \
+loadgen churn --subscribers 200 --rate 200 --duration 60s --server-idle-timeout 4s \
+--server-handshake-timeout 4s --server-max-buffered 256KiB --server-pid $(pidof ringcast)"
+    )]
+    Churn(ChurnCmd),
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -434,6 +448,81 @@ pub struct FanoutCmd {
     /// Pause between repeated runs (lets the server reap the closed connections).
     #[arg(long, default_value = "1s", value_parser = dur)]
     pub repeat_pause: Dur,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ChurnCmd {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub load: Load,
+    #[command(flatten)]
+    pub churn: ChurnFlags,
+}
+
+/// The abusive clients of `churn`: their rates and what they need to know of the server.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct ChurnFlags {
+    /// Clients per second that subscribe to the fan-out's first topic and vanish with a
+    /// RST (SO_LINGER 0), half of them after the 101, half right after the request.
+    #[arg(long, default_value = "20", value_parser = positive_rate)]
+    pub rst_rate: f64,
+    /// Half-dead peers per second: upgrade, then never send or answer a ping.
+    #[arg(long, default_value = "2", value_parser = positive_rate)]
+    pub half_dead_rate: f64,
+    /// Abandoned handshakes per second: half a request head, then silence.
+    #[arg(long, default_value = "2", value_parser = positive_rate)]
+    pub abandon_rate: f64,
+    /// Clients per second sending 1 KiB of random bytes after the upgrade.
+    #[arg(long, default_value = "5", value_parser = positive_rate)]
+    pub garbage_ws_rate: f64,
+    /// Clients per second sending 1 KiB of random bytes instead of an HTTP request.
+    #[arg(long, default_value = "5", value_parser = positive_rate)]
+    pub garbage_http_rate: f64,
+    /// Clients per second sending an upgrade request with one header of
+    /// --huge-header-bytes.
+    #[arg(long, default_value = "2", value_parser = positive_rate)]
+    pub huge_header_rate: f64,
+    /// Slow readers per second: 4 KiB receive buffer, subscribed to the busy topic, not
+    /// reading for --slow-stall.
+    #[arg(long, default_value = "1", value_parser = positive_rate)]
+    pub slow_reader_rate: f64,
+    /// Ping flooders per second: pings as fast as the server takes them, never reading.
+    #[arg(long, default_value = "0.5", value_parser = positive_rate)]
+    pub ping_flood_rate: f64,
+    /// The oversized header's size.
+    #[arg(long, default_value = "64KiB", value_parser = size)]
+    pub huge_header_bytes: usize,
+    /// Pings per flooder (125-byte payloads), sent within 2 s.
+    #[arg(long, default_value_t = 20_000)]
+    pub ping_flood_pings: u64,
+    /// The busy topic (the slow readers'): messages per second.
+    #[arg(long, default_value = "100", value_parser = positive_rate)]
+    pub busy_rate: f64,
+    /// The busy topic's message size.
+    #[arg(long, default_value = "16KiB", value_parser = size)]
+    pub busy_size: usize,
+    /// How long a slow reader stops reading (default: the time the busy topic takes to
+    /// publish --server-max-buffered + the kernels' socket buffers at their largest, plus
+    /// the slack).
+    #[arg(long, value_parser = dur)]
+    pub slow_stall: Option<Dur>,
+    /// The server's --idle-timeout (half-dead peers must be closed by then).
+    #[arg(long, default_value = "120s", value_parser = dur)]
+    pub server_idle_timeout: Dur,
+    /// The server's --handshake-timeout (abandoned handshakes must be closed by then).
+    #[arg(long, default_value = "10s", value_parser = dur)]
+    pub server_handshake_timeout: Dur,
+    /// The server's --max-buffered (sizes the slow readers' stall).
+    #[arg(long, default_value = "1MiB", value_parser = size)]
+    pub server_max_buffered: usize,
+    /// How late a server deadline may fire (default: max(100ms, 10%) of it, the server's
+    /// sweeper promise, + 50ms).
+    #[arg(long, value_parser = dur)]
+    pub deadline_slack: Option<Dur>,
+    /// Clients of one kind in flight at most (more are skipped and counted).
+    #[arg(long, default_value_t = 1000)]
+    pub churn_max_in_flight: usize,
 }
 
 #[derive(Args, Debug, Clone, Serialize)]

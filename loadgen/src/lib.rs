@@ -4,6 +4,7 @@
 //! and close behaviour. See the README for the scenarios and the `--json` schema.
 
 pub mod accounting;
+pub mod churn;
 pub mod cli;
 pub mod clock;
 pub mod deflate;

@@ -141,22 +141,33 @@ impl ConnectError {
 /// TCP connect, binding to `source` first when given. Non-blocking connect, then wait for
 /// writability and read `SO_ERROR` (works on both the io_uring and the epoll driver).
 pub async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    tcp_connect_opts(addr, source, None).await
+    tcp_connect_opts(addr, source, SockOpts::default()).await
 }
 
-/// [`tcp_connect`] with a receive buffer size set before connecting (a small one makes a
-/// slow consumer's backlog reach the server quickly).
+/// Socket options set before connecting.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockOpts {
+    /// `SO_RCVBUF` (a small one makes a slow consumer's backlog reach the server quickly).
+    pub rcvbuf: Option<usize>,
+    /// `SO_LINGER` 0: closing the socket sends a RST instead of a FIN.
+    pub reset_on_close: bool,
+}
+
+/// [`tcp_connect`] with `opts` set before connecting.
 pub async fn tcp_connect_opts(
     addr: SocketAddr,
     source: Option<IpAddr>,
-    rcvbuf: Option<usize>,
+    opts: SockOpts,
 ) -> io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     sock.set_nonblocking(true)?;
     sock.set_tcp_nodelay(true)?;
-    if let Some(n) = rcvbuf {
+    if let Some(n) = opts.rcvbuf {
         sock.set_recv_buffer_size(n)?;
+    }
+    if opts.reset_on_close {
+        sock.set_linger(Some(Duration::ZERO))?;
     }
     if let Some(ip) = source {
         sock.bind(&SocketAddr::new(ip, 0).into())?;
@@ -358,9 +369,16 @@ pub async fn connect_ws_opts(
     offers: Offers<'_>,
 ) -> Result<Upgraded<TcpStream>, ConnectError> {
     let fut = async {
-        let s = tcp_connect_opts(target.addr, source, rcvbuf)
-            .await
-            .map_err(|e| ConnectError::from_io(&e))?;
+        let s = tcp_connect_opts(
+            target.addr,
+            source,
+            SockOpts {
+                rcvbuf,
+                reset_on_close: false,
+            },
+        )
+        .await
+        .map_err(|e| ConnectError::from_io(&e))?;
         match &target.tls_config {
             Some(cfg) => upgrade_tls(s, cfg, &target.host, path, read_buf, offers).await,
             None => upgrade(s, &target.host, path, read_buf, offers).await,

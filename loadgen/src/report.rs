@@ -9,7 +9,7 @@
 //! | field | meaning |
 //! |---|---|
 //! | `schema` | `"loadgen/1"` — bumped on any incompatible change |
-//! | `scenario` | `fanout`, `connect`, `close`, `shutdown`, `capacity` |
+//! | `scenario` | `fanout`, `connect`, `close`, `shutdown`, `capacity`, `churn` |
 //! | `loadgen_version`, `started_unix_ms`, `target`, `driver` (`io_uring`/`epoll`), `threads` | run facts |
 //! | `config` | the scenario's parameters (free-form object) |
 //! | `connect` | `attempted`, `established`, `failed`, `failures` {cause → count; causes `refused`, `timeout`, `http_NNN`, `bad_handshake`, `tls`, `closed_during_handshake`, `addr_not_available`, `other: …`}, `latency_us` (summary), `rate_per_s` |
@@ -17,6 +17,7 @@
 //! | `delivery` | `window_s`, `publishers`, `subscribers`, `topics`, `rate` (msgs/s offered, all publishers), `size`, `sent_in_window`, `expected`, `delivered`, `lost`, `loss_ratio`, `duplicates`, `reordered`, `unsent`, `foreign`, `deliveries_per_s`, `per_publisher` [{`id`, `topic`, `sent`, `sent_in_window`, `expected`, `delivered`, `lost`, `duplicates`, `reordered`, `unsent`}] |
 //! | `io` | `reads`, `frames`, `frames_per_read`, `max_frames_per_read`, `bytes_in`, `pings`, `data_messages` (received by subscribers, warm-up included), `wire_bytes_per_delivery` (bytes their frames took on the wire), `payload_bytes_per_delivery` (after inflation) |
 //! | `deflate` | `--deflate`: `offer`, `payload`, `subscribers` and `publishers` {`offered`, `accepted`, `declined`, `answers` {answer → count}}, `received` {`plain`, `deflate`: {`messages`, `wire_bytes`, `payload_bytes`, `wire_bytes_per_delivery`, `payload_bytes_per_delivery`, `wire_over_payload`}}, `sent` {`messages`, `compressed`, `payload_bytes`, `wire_bytes`, `wire_bytes_per_message`, `wire_over_payload`}; else null |
+//! | `churn` | `churn` scenario: `window_s`, `settle_s`, `idle_timeout_s`, `handshake_timeout_s`, `max_buffered`, `slow_stall_ms`, `slow_bound_bytes`, `busy_sent`, `kinds` [{`kind`, `expectation`, `rate_per_s`, `started`, `skipped`, `finished`, `outcomes` {label → count}, `deadline_ms`, `closed_in_time`, `closed_late`, `not_closed`, `close_after_us` (summary), `counters` {name → {`sum`, `max`}}}] |
 //! | `latency_timeline` | per second of receive time (deliveries in the window): `origin_unix_ms` (second 0), `bucket_s` (1), `count`, `p50_us`, `p99_us`, `p999_us`, `max_us` (lists; ≤ 12.5 % coarser than `latency_us`) |
 //! | `cpu` | `wall_s` (measurement window), `loadgen_cpu_s`, `loadgen_threads`, `loadgen_utilization` (cpu / (threads × wall)), `loadgen_ns_per_delivery`, `loadgen_saturated`, `server` {`pid`, `cpu_s`, `utilization`, `ns_per_delivery`, `rss_bytes`} or null |
 //! | `close` | `total`, `by_code` {code → count}, `clean`, `abnormal`, `error_before_close` (connections whose error event preceded their close, always 1006), `abnormal_without_error` (must be 0), `forced` (we shut the socket after `--close-timeout`), `closed_early` (ended before the run closed it), `errors` {error → count}, `time_to_close_us` (close start → TCP gone) |
@@ -535,6 +536,7 @@ pub struct Report {
     pub timeline: Option<TimelineSection>,
     pub deflate: Option<DeflateSection>,
     pub latency_timeline: Option<LatencyTimelineSection>,
+    pub churn: Option<crate::churn::ChurnSection>,
     pub cpu: Option<CpuSection>,
     pub close: Option<CloseSection>,
     pub probes: Option<Vec<ProbeResult>>,
@@ -570,6 +572,7 @@ impl Report {
             timeline: None,
             deflate: None,
             latency_timeline: None,
+            churn: None,
             cpu: None,
             close: None,
             probes: None,
@@ -716,6 +719,9 @@ impl Report {
         }
         if let Some(d) = &self.deflate {
             human_deflate(&mut o, d);
+        }
+        if let Some(c) = &self.churn {
+            crate::churn::human(&mut o, c);
         }
         if let Some(rc) = &self.reconnect {
             human_reconnect(&mut o, rc, self.timeline.as_ref());

@@ -2,6 +2,7 @@
 //! publish on schedule, measure, drain, close), the checks and the outputs.
 
 pub mod capacity;
+pub mod churn;
 pub mod close;
 pub mod connect;
 pub mod criteria;
