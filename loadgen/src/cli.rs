@@ -109,6 +109,8 @@ Scenarios:
   close     close-behaviour probes (1009, 1007, 1002, slow consumer) under fan-out load
   shutdown  hold N connections, SIGTERM the server, time every 1001
   capacity  find the highest rate (or subscriber count) that meets an SLO
+  churn     fan-out while abusive clients (RSTs, half-dead peers, garbage, slow readers,
+            ping floods…) come and go; checks the server closed each one in time
 
 Every scenario stops by itself (--duration / --timeout).
 
@@ -148,6 +150,8 @@ Examples:
   loadgen close --max-payload 1MiB --server-close-timeout 1s
   loadgen shutdown --connections 10000 --server-pid $(pidof ringcast)
   loadgen capacity --subscribers 1000 --slo-p99 10ms --slo-loss 0 --plot capacity.svg
+  loadgen churn --duration 60s --server-idle-timeout 4s --server-handshake-timeout 4s \
+--server-max-buffered 256KiB
   loadgen fanout --subscribers 1000 --duration 20s --protocol ringcast.v1 --reconnect \
 --publish-via post --json deploy.json   # then restart the server mid-run: what it cost";
 
@@ -539,6 +543,11 @@ pub struct ConnectCmd {
     /// Hold the connections open this long once all are attempted.
     #[arg(long, default_value = "1s", value_parser = dur)]
     pub hold: Dur,
+    /// Every connection offers permessage-deflate (`permessage-deflate;
+    /// client_max_window_bits`): what an idle connection with compression agreed costs the
+    /// server (compare the server's RSS with and without). Every offer must be accepted.
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -183,7 +183,11 @@ impl EngineCfg {
                 protocol: None,
                 deflate: self.deflate.as_ref(),
             },
-            ConnKind::Hold => Offers::default(),
+            // Idle connections offer it too (`connect --deflate`, `shutdown --deflate`).
+            ConnKind::Hold => Offers {
+                protocol: None,
+                deflate: self.deflate.as_ref(),
+            },
         }
     }
 

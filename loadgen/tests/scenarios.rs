@@ -349,7 +349,7 @@ fn bad_flag_exits_2_naming_it_and_help_covers_every_scenario() {
     let out = Command::new(LOADGEN).arg("--help").output().expect("help");
     let help = String::from_utf8_lossy(&out.stdout);
     for s in [
-        "fanout", "connect", "close", "shutdown", "capacity", "Examples",
+        "fanout", "connect", "close", "shutdown", "capacity", "churn", "Examples",
     ] {
         assert!(help.contains(s), "--help lacks {s}");
     }
