@@ -9,6 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use serde::Serialize;
 
+use crate::payload::PayloadKind;
+
 /// A duration flag (`500ms`, `5s`, `2m`), shown back as written.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Dur(pub Duration);
@@ -107,6 +109,8 @@ Scenarios:
   close     close-behaviour probes (1009, 1007, 1002, slow consumer) under fan-out load
   shutdown  hold N connections, SIGTERM the server, time every 1001
   capacity  find the highest rate (or subscriber count) that meets an SLO
+  churn     fan-out while abusive clients (RSTs, half-dead peers, garbage, slow readers,
+            ping floods…) come and go; checks the server closed each one in time
 
 Every scenario stops by itself (--duration / --timeout).
 
@@ -146,6 +150,8 @@ Examples:
   loadgen close --max-payload 1MiB --server-close-timeout 1s
   loadgen shutdown --connections 10000 --server-pid $(pidof ringcast)
   loadgen capacity --subscribers 1000 --slo-p99 10ms --slo-loss 0 --plot capacity.svg
+  loadgen churn --duration 60s --server-idle-timeout 4s --server-handshake-timeout 4s \
+--server-max-buffered 256KiB
   loadgen fanout --subscribers 1000 --duration 20s --protocol ringcast.v1 --reconnect \
 --publish-via post --json deploy.json   # then restart the server mid-run: what it cost";
 
@@ -203,6 +209,20 @@ $(pidof ringcast) --json shutdown.json"
 --slo-p99 10ms --slo-loss 0 --step-duration 3s --plot capacity.svg"
     )]
     Capacity(CapacityCmd),
+    /// Churn: a steady fan-out (the fanout flags, judged by the same criteria: a stable
+    /// subscriber must lose nothing) while abusive clients come and go at their rates for
+    /// the --duration window: RSTs, half-dead peers, abandoned handshakes, garbage on a
+    /// WebSocket and on plain HTTP, oversized headers, slow readers on a busy topic, ping
+    /// floods. Checks that the server closed every half-dead peer, abandoned handshake,
+    /// garbage client, oversized header and slow reader within its deadline (give the
+    /// server's --idle-timeout, --handshake-timeout and --max-buffered with the
+    /// --server-* flags). A --<kind>-rate of 0 turns a kind off.
+    #[command(
+        after_help = "Example:\n  ringcast --idle-timeout 4s --handshake-timeout 4s --max-buffered 256KiB &\n  \
+loadgen churn --subscribers 200 --rate 200 --duration 60s --server-idle-timeout 4s \
+--server-handshake-timeout 4s --server-max-buffered 256KiB --server-pid $(pidof ringcast)"
+    )]
+    Churn(ChurnCmd),
 }
 
 #[derive(Args, Debug, Clone, Serialize)]
@@ -361,11 +381,60 @@ pub struct Load {
     /// exact).
     #[arg(long, default_value = "ws", value_parser = ["ws", "post"])]
     pub publish_via: String,
+    /// What fills each message after its measurement header: `filler` (`x` bytes,
+    /// compresses to almost nothing), `random` (incompressible) or `json` (JSON-like ticker
+    /// records in text frames, compressible as real JSON is; --size at least 51).
+    #[arg(long, value_enum, default_value = "filler")]
+    pub payload: PayloadKind,
+    /// Offer permessage-deflate (RFC 7692: `permessage-deflate; client_max_window_bits`)
+    /// from subscribers and WebSocket publishers; the server's answer is checked (a bad one
+    /// fails the connection), agreed connections inflate what they receive and publishers
+    /// send compressed messages. The report gives the negotiation and the wire bytes per
+    /// delivery; every offer must be accepted.
+    #[arg(long)]
+    pub deflate: bool,
+    /// With --deflate: only this many subscribers offer it (a count, or a share like 50%;
+    /// the first ones by id), the others connect without: a mixed run.
+    #[arg(long, value_parser = min_connected, requires = "deflate")]
+    pub deflate_subscribers: Option<MinConnected>,
+    /// With --deflate: also offer `client_no_context_takeover`.
+    #[arg(long, requires = "deflate")]
+    pub deflate_no_context_takeover: bool,
+    /// With --deflate: ask the server to compress with at most this window
+    /// (`server_max_window_bits`, 8..15).
+    #[arg(long, requires = "deflate", value_parser = clap::value_parser!(u8).range(8..=15))]
+    pub deflate_server_window_bits: Option<u8>,
 }
 
 impl Load {
     pub fn v1(&self) -> bool {
         self.protocol == "ringcast.v1"
+    }
+
+    /// The permessage-deflate offer (`--deflate`).
+    pub fn deflate_offer(&self) -> Option<crate::deflate::Offer> {
+        self.deflate.then(|| crate::deflate::Offer {
+            no_context_takeover: self.deflate_no_context_takeover,
+            server_window: self
+                .deflate_server_window_bits
+                .and_then(ringcast_proto::deflate::WindowBits::from_bits),
+        })
+    }
+
+    /// Subscribers (by id, from 0) that offer permessage-deflate.
+    pub fn deflate_subscribers(&self) -> u32 {
+        if !self.deflate {
+            return 0;
+        }
+        match self.deflate_subscribers {
+            None => self.subscribers,
+            Some(m) => m.required(u64::from(self.subscribers)) as u32,
+        }
+    }
+
+    /// The message size actually used (at least the payload's header).
+    pub fn msg_size(&self) -> usize {
+        self.size.max(self.payload.min_size())
     }
 }
 
@@ -385,6 +454,81 @@ pub struct FanoutCmd {
     pub repeat_pause: Dur,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct ChurnCmd {
+    #[command(flatten)]
+    pub common: Common,
+    #[command(flatten)]
+    pub load: Load,
+    #[command(flatten)]
+    pub churn: ChurnFlags,
+}
+
+/// The abusive clients of `churn`: their rates and what they need to know of the server.
+#[derive(Args, Debug, Clone, Serialize)]
+pub struct ChurnFlags {
+    /// Clients per second that subscribe to the fan-out's first topic and vanish with a
+    /// RST (SO_LINGER 0), half of them after the 101, half right after the request.
+    #[arg(long, default_value = "20", value_parser = positive_rate)]
+    pub rst_rate: f64,
+    /// Half-dead peers per second: upgrade, then never send or answer a ping.
+    #[arg(long, default_value = "2", value_parser = positive_rate)]
+    pub half_dead_rate: f64,
+    /// Abandoned handshakes per second: half a request head, then silence.
+    #[arg(long, default_value = "2", value_parser = positive_rate)]
+    pub abandon_rate: f64,
+    /// Clients per second sending 1 KiB of random bytes after the upgrade.
+    #[arg(long, default_value = "5", value_parser = positive_rate)]
+    pub garbage_ws_rate: f64,
+    /// Clients per second sending 1 KiB of random bytes instead of an HTTP request.
+    #[arg(long, default_value = "5", value_parser = positive_rate)]
+    pub garbage_http_rate: f64,
+    /// Clients per second sending an upgrade request with one header of
+    /// --huge-header-bytes.
+    #[arg(long, default_value = "2", value_parser = positive_rate)]
+    pub huge_header_rate: f64,
+    /// Slow readers per second: 4 KiB receive buffer, subscribed to the busy topic, not
+    /// reading for --slow-stall.
+    #[arg(long, default_value = "1", value_parser = positive_rate)]
+    pub slow_reader_rate: f64,
+    /// Ping flooders per second: pings as fast as the server takes them, never reading.
+    #[arg(long, default_value = "0.5", value_parser = positive_rate)]
+    pub ping_flood_rate: f64,
+    /// The oversized header's size.
+    #[arg(long, default_value = "64KiB", value_parser = size)]
+    pub huge_header_bytes: usize,
+    /// Pings per flooder (125-byte payloads), sent within 2 s.
+    #[arg(long, default_value_t = 20_000)]
+    pub ping_flood_pings: u64,
+    /// The busy topic (the slow readers'): messages per second.
+    #[arg(long, default_value = "100", value_parser = positive_rate)]
+    pub busy_rate: f64,
+    /// The busy topic's message size.
+    #[arg(long, default_value = "16KiB", value_parser = size)]
+    pub busy_size: usize,
+    /// How long a slow reader stops reading (default: the time the busy topic takes to
+    /// publish --server-max-buffered + the kernels' socket buffers at their largest, plus
+    /// the slack).
+    #[arg(long, value_parser = dur)]
+    pub slow_stall: Option<Dur>,
+    /// The server's --idle-timeout (half-dead peers must be closed by then).
+    #[arg(long, default_value = "120s", value_parser = dur)]
+    pub server_idle_timeout: Dur,
+    /// The server's --handshake-timeout (abandoned handshakes must be closed by then).
+    #[arg(long, default_value = "10s", value_parser = dur)]
+    pub server_handshake_timeout: Dur,
+    /// The server's --max-buffered (sizes the slow readers' stall).
+    #[arg(long, default_value = "1MiB", value_parser = size)]
+    pub server_max_buffered: usize,
+    /// How late a server deadline may fire (default: max(100ms, 10%) of it, the server's
+    /// sweeper promise, + 50ms).
+    #[arg(long, value_parser = dur)]
+    pub deadline_slack: Option<Dur>,
+    /// Clients of one kind in flight at most (more are skipped and counted).
+    #[arg(long, default_value_t = 1000)]
+    pub churn_max_in_flight: usize,
+}
+
 #[derive(Args, Debug, Clone, Serialize)]
 pub struct ConnectCmd {
     #[command(flatten)]
@@ -399,6 +543,11 @@ pub struct ConnectCmd {
     /// Hold the connections open this long once all are attempted.
     #[arg(long, default_value = "1s", value_parser = dur)]
     pub hold: Dur,
+    /// Every connection offers permessage-deflate (`permessage-deflate;
+    /// client_max_window_bits`): what an idle connection with compression agreed costs the
+    /// server (compare the server's RSS with and without). Every offer must be accepted.
+    #[arg(long)]
+    pub deflate: bool,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -24,6 +24,15 @@ pub fn instant_at(ns: u64) -> Instant {
     epoch() + Duration::from_nanos(ns)
 }
 
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it): only to
+/// line a run's timeline up with samples taken outside loadgen.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,12 +66,15 @@ use std::time::Duration;
 
 use hdrhistogram::Histogram;
 use monoio::io::{AsyncReadRent, AsyncWriteRentExt, Splitable};
+use ringcast_proto::deflate::Inflation;
 use ringcast_proto::{OpCode, ProtocolError, encode};
 
 use crate::accounting::{Segment, SeqSet, SubAccount, Via};
 use crate::clock::{instant_at, now_ns};
+use crate::deflate::{Accepted, Offer};
+use crate::net::Offers;
 use crate::net::{ConnectError, Target, connect_ws_opts, tls_handshake};
-use crate::payload::{MsgHeader, Schedule, write_header};
+use crate::payload::{Body, MsgHeader, PayloadKind, Schedule};
 use crate::recv::{ConnRecv, RecvStats, latency_histogram};
 use crate::ring::{Fed, ReadSink, RecvRing, RingEnd, feed};
 
@@ -153,11 +156,80 @@ pub struct EngineCfg {
     pub backoff: Backoff,
     /// How publishers publish.
     pub via: Via,
+    /// What fills a message after its header.
+    pub payload: PayloadKind,
+    /// permessage-deflate offered by WebSocket publishers and by the subscribers with an
+    /// id below `deflate_subscribers`.
+    pub deflate: Option<Offer>,
+    pub deflate_subscribers: u32,
 }
 
 impl EngineCfg {
     fn protocol(&self) -> Option<&'static str> {
         self.v1.then_some(ringcast_proto::v1::SUBPROTOCOL)
+    }
+
+    /// What connection `kind` offers in its upgrade request.
+    fn offers(&self, kind: ConnKind) -> Offers<'_> {
+        match kind {
+            ConnKind::Sub { id, .. } => Offers {
+                protocol: self.protocol(),
+                deflate: self
+                    .deflate
+                    .as_ref()
+                    .filter(|_| id < self.deflate_subscribers),
+            },
+            ConnKind::Pub { .. } => Offers {
+                protocol: None,
+                deflate: self.deflate.as_ref(),
+            },
+            // Idle connections offer it too (`connect --deflate`, `shutdown --deflate`).
+            ConnKind::Hold => Offers {
+                protocol: None,
+                deflate: self.deflate.as_ref(),
+            },
+        }
+    }
+
+    /// Messages go in text frames.
+    fn text(&self) -> bool {
+        self.text || self.payload.text()
+    }
+}
+
+/// How permessage-deflate offers were answered (per established connection, reconnects
+/// included; an answer that had to be refused is a connect failure instead).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Negotiation {
+    pub offered: u64,
+    pub accepted: u64,
+    pub declined: u64,
+    /// The `Sec-WebSocket-Extensions` answers, as received.
+    pub answers: BTreeMap<String, u64>,
+}
+
+impl Negotiation {
+    fn record(&mut self, offered: bool, got: Option<&Accepted>) {
+        if !offered {
+            return;
+        }
+        self.offered += 1;
+        match got {
+            Some(a) => {
+                self.accepted += 1;
+                *self.answers.entry(a.answer.clone()).or_default() += 1;
+            }
+            None => self.declined += 1,
+        }
+    }
+
+    fn merge(&mut self, o: &Negotiation) {
+        self.offered += o.offered;
+        self.accepted += o.accepted;
+        self.declined += o.declined;
+        for (k, v) in &o.answers {
+            *self.answers.entry(k.clone()).or_default() += v;
+        }
     }
 }
 
@@ -205,6 +277,8 @@ pub struct RunShared {
     pub closed: AtomicUsize,
     /// When the engine started (ns since the epoch): the timeline's origin.
     pub t0_ns: AtomicU64,
+    /// The same moment in Unix ms (to line the latency timeline up with outside samples).
+    pub t0_unix_ms: AtomicU64,
 }
 
 impl RunShared {
@@ -273,6 +347,12 @@ pub struct PubResult {
     pub positions: u64,
     /// Connections it used.
     pub connections: u64,
+    /// Messages written, their payload bytes and the bytes their frames took on the wire
+    /// (compressed when permessage-deflate was agreed).
+    pub payload_bytes: u64,
+    pub wire_bytes: u64,
+    /// Messages sent compressed.
+    pub compressed: u64,
 }
 
 /// Connects and closes per 100 ms since the engine started.
@@ -370,6 +450,9 @@ pub struct ThreadResult {
     pub established: u64,
     pub timeline: Timeline,
     pub reconnect: ReconnectStats,
+    /// permessage-deflate answers to subscribers and to publishers.
+    pub deflate_subs: Negotiation,
+    pub deflate_pubs: Negotiation,
 }
 
 impl ThreadResult {
@@ -385,6 +468,8 @@ impl ThreadResult {
             established: 0,
             timeline: Timeline::default(),
             reconnect: ReconnectStats::default(),
+            deflate_subs: Negotiation::default(),
+            deflate_pubs: Negotiation::default(),
         }
     }
 
@@ -403,6 +488,8 @@ impl ThreadResult {
         self.established += o.established;
         self.timeline.merge(&o.timeline);
         self.reconnect.merge(&o.reconnect);
+        self.deflate_subs.merge(&o.deflate_subs);
+        self.deflate_pubs.merge(&o.deflate_pubs);
     }
 }
 
@@ -420,6 +507,8 @@ impl Engine {
         let cfg = Arc::new(cfg);
         let run = Arc::new(RunShared::default());
         run.t0_ns.store(now_ns(), Ordering::Relaxed);
+        run.t0_unix_ms
+            .store(crate::clock::unix_ms(), Ordering::Relaxed);
         let threads = cfg.threads.max(1);
         let total = specs.len();
         let mut per: Vec<Vec<ConnSpec>> = (0..threads).map(|_| Vec::new()).collect();
@@ -497,10 +586,13 @@ fn thread_main(
     } else {
         None
     };
+    let mut acc = ThreadResult::new(cfg.publishers as usize);
+    acc.recv.timeline.origin_ns = run.t0_ns.load(Ordering::Relaxed);
     let t = Rc::new(ThreadCtx {
         ring,
+        compressor: RefCell::new(None),
         sem: Semaphore::new(cfg.connect_concurrency.max(1)),
-        acc: RefCell::new(ThreadResult::new(cfg.publishers as usize)),
+        acc: RefCell::new(acc),
         cfg,
         run,
         conns: RefCell::new(Vec::new()),
@@ -545,6 +637,9 @@ fn thread_main(
 struct ThreadCtx {
     /// The receive ring of plain ws:// subscribers (None: everything on monoio).
     ring: Option<RecvRing>,
+    /// The thread's compressor for publishers with permessage-deflate (made on first use;
+    /// it compresses every message alone, which any agreement allows).
+    compressor: RefCell<Option<ringcast_proto::deflate::Compressor>>,
     cfg: Arc<EngineCfg>,
     run: Arc<RunShared>,
     acc: RefCell<ThreadResult>,
@@ -769,6 +864,8 @@ impl ReadSink for ConnSink {
 struct PubState {
     res: PubResult,
     sched: Option<Schedule>,
+    /// The current connection's permessage-deflate agreement (`None`: send plain).
+    deflate: Option<Accepted>,
 }
 
 impl PubState {
@@ -864,6 +961,7 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
                 ..PubResult::default()
             },
             sched: None,
+            deflate: None,
         }),
         _ => None,
     };
@@ -902,11 +1000,7 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
                 read_buf,
                 cfg.connect_timeout,
                 None,
-                if matches!(spec.kind, ConnKind::Sub { .. }) {
-                    cfg.protocol()
-                } else {
-                    None
-                },
+                cfg.offers(spec.kind),
             )
             .await
         };
@@ -956,11 +1050,24 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
         }
         if !ever {
             t.run.connected.fetch_add(1, Ordering::AcqRel);
-        } else {
-            recv.reconnected();
+        }
+        recv.start_connection(
+            up.deflate
+                .as_ref()
+                .map_or(Inflation::Off, Accepted::inflation),
+        );
+        {
+            let offered = cfg.offers(spec.kind).deflate.is_some() && !post;
+            let mut acc = t.acc.borrow_mut();
+            let n = match spec.kind {
+                ConnKind::Pub { .. } => &mut acc.deflate_pubs,
+                _ => &mut acc.deflate_subs,
+            };
+            n.record(offered, up.deflate.as_ref());
         }
         if let Some(p) = publ.as_mut() {
             p.res.connections += 1;
+            p.deflate = up.deflate.clone();
         }
         let sh = Rc::new(ConnShared::new(up.stream.as_raw_fd()));
         t.conns.borrow_mut().push(sh.clone());
@@ -1114,6 +1221,7 @@ async fn connect_http(
             stream: s,
             buf: Vec::with_capacity(read_buf),
             tls,
+            deflate: None,
         })
     };
     match monoio::time::timeout(timeout, fut).await {
@@ -1228,10 +1336,11 @@ async fn post_writer<W: monoio::io::AsyncWriteRent>(
     answers: &RefCell<Vec<crate::post::Answer>>,
 ) {
     let cfg = &t.cfg;
-    let mut payload = vec![b'x'; cfg.size.max(crate::payload::HEADER_LEN)];
+    let mut body = Body::new(cfg.payload, cfg.size, p.res.id);
     let mut wbuf: Vec<u8> = Vec::new();
     let mut tls_out: Vec<u8> = Vec::new();
     let mut stop_deadline: Option<u64> = None;
+    let mut batch_payload = 0u64;
     loop {
         settle_answers(p, inflight, answers);
         if sh.reader_done.get() {
@@ -1261,15 +1370,13 @@ async fn post_writer<W: monoio::io::AsyncWriteRent>(
         {
             for seq in s.due(now, room) {
                 let at = s.time_of(seq);
-                write_header(
-                    &mut payload,
-                    &MsgHeader {
-                        publisher: id,
-                        seq,
-                        sched_ns: at,
-                    },
-                );
-                crate::post::request(&mut wbuf, &target.host, path, &payload);
+                let msg = body.stamp(&MsgHeader {
+                    publisher: id,
+                    seq,
+                    sched_ns: at,
+                });
+                batch_payload += msg.len() as u64;
+                crate::post::request(&mut wbuf, &target.host, path, msg);
                 inflight.borrow_mut().push_back(seq);
                 batch += 1;
                 if at >= ws && at < we {
@@ -1298,11 +1405,14 @@ async fn post_writer<W: monoio::io::AsyncWriteRent>(
                     }
                 }
             };
+            let written = wbuf.len() as u64;
             wbuf.clear();
             match res {
                 Ok(_) => {
                     p.res.sent += batch;
                     p.res.sent_in_window += in_window;
+                    p.res.payload_bytes += std::mem::take(&mut batch_payload);
+                    p.res.wire_bytes += written;
                 }
                 Err(_) => {
                     force_shutdown(sh.fd);
@@ -1502,6 +1612,14 @@ pub fn force_shutdown(fd: RawFd) {
     }
 }
 
+/// What a publisher's batch put in the write buffer (counted once the write succeeded).
+#[derive(Default)]
+struct WrittenBatch {
+    payload_bytes: u64,
+    wire_bytes: u64,
+    compressed: u64,
+}
+
 /// The writer of a WebSocket connection (a publisher's messages when `publ` is given);
 /// true when it had to shut the socket down itself (the close timed out).
 async fn write_loop<W: monoio::io::AsyncWriteRent>(
@@ -1516,14 +1634,17 @@ async fn write_loop<W: monoio::io::AsyncWriteRent>(
     let frame_len = cfg.size + 14;
     let max_batch = ((256 * 1024) / frame_len).max(1) as u64;
     let mut wbuf: Vec<u8> = Vec::new();
-    let mut payload = vec![b'x'; cfg.size.max(crate::payload::HEADER_LEN)];
+    let mut body = publ
+        .as_ref()
+        .map(|p| Body::new(cfg.payload, cfg.size, p.res.id));
+    let mut sent = WrittenBatch::default();
     let window = || {
         (
             t.run.window_start_ns.load(Ordering::Relaxed),
             t.run.window_end_ns.load(Ordering::Relaxed),
         )
     };
-    let opcode = if cfg.text {
+    let opcode = if cfg.text() {
         OpCode::Text
     } else {
         OpCode::Binary
@@ -1555,32 +1676,59 @@ async fn write_loop<W: monoio::io::AsyncWriteRent>(
         }
         let mut batch = 0u64;
         let mut batch_in_window = 0u64;
-        if let (Some(p), false, false) = (publ.as_deref_mut(), closing, write_failed) {
+        if let (Some(p), Some(body), false, false) =
+            (publ.as_deref_mut(), body.as_mut(), closing, write_failed)
+        {
             let id = p.res.id;
+            let window_bits = p.deflate.as_ref().map(|a| a.client_window);
             if let Some(s) = p.schedule(t) {
                 let (ws, we) = window();
+                let before = wbuf.len();
+                let mut comp = t.compressor.borrow_mut();
                 for seq in s.due(now, max_batch) {
                     let at = s.time_of(seq);
-                    write_header(
-                        &mut payload,
-                        &MsgHeader {
-                            publisher: id,
-                            seq,
-                            sched_ns: at,
-                        },
-                    );
-                    encode::encode_client_frame(
-                        &mut wbuf,
-                        true,
-                        opcode,
-                        &payload,
-                        crate::rng::mask_key(),
-                    );
+                    let msg = body.stamp(&MsgHeader {
+                        publisher: id,
+                        seq,
+                        sched_ns: at,
+                    });
+                    sent.payload_bytes += msg.len() as u64;
+                    let compressed = window_bits.and_then(|w| {
+                        comp.get_or_insert_with(|| {
+                            ringcast_proto::deflate::Compressor::new(
+                                ringcast_proto::deflate::Level::BALANCED,
+                            )
+                        })
+                        .compress(msg, w)
+                    });
+                    match compressed {
+                        Some(z) => {
+                            // RFC 7692 §6: RSV1 on the (only) frame of a compressed message.
+                            let at_frame = wbuf.len();
+                            encode::encode_client_frame(
+                                &mut wbuf,
+                                true,
+                                opcode,
+                                z,
+                                crate::rng::mask_key(),
+                            );
+                            wbuf[at_frame] |= ringcast_proto::deflate::RSV1;
+                            sent.compressed += 1;
+                        }
+                        None => encode::encode_client_frame(
+                            &mut wbuf,
+                            true,
+                            opcode,
+                            msg,
+                            crate::rng::mask_key(),
+                        ),
+                    }
                     batch += 1;
                     if at >= ws && at < we {
                         batch_in_window += 1;
                     }
                 }
+                sent.wire_bytes += (wbuf.len() - before) as u64;
             }
         }
         let tls_pending = tls.is_some_and(|c| c.borrow().wants_write());
@@ -1605,11 +1753,15 @@ async fn write_loop<W: monoio::io::AsyncWriteRent>(
                 }
             };
             wbuf.clear();
+            let written = std::mem::take(&mut sent);
             match res {
                 Ok(_) => {
                     if let Some(p) = publ.as_deref_mut() {
                         p.res.sent += batch;
                         p.res.sent_in_window += batch_in_window;
+                        p.res.payload_bytes += written.payload_bytes;
+                        p.res.wire_bytes += written.wire_bytes;
+                        p.res.compressed += written.compressed;
                     }
                 }
                 // The batch stays in this connection's range: perhaps partly written, so

@@ -4,8 +4,10 @@
 //! and close behaviour. See the README for the scenarios and the `--json` schema.
 
 pub mod accounting;
+pub mod churn;
 pub mod cli;
 pub mod clock;
+pub mod deflate;
 pub mod engine;
 pub mod ledger;
 pub mod net;

@@ -16,6 +16,7 @@ fn main() {
         Cmd::Close(c) => scenario::close::run(c),
         Cmd::Shutdown(c) => scenario::shutdown::run(c),
         Cmd::Capacity(c) => scenario::capacity::run(c),
+        Cmd::Churn(c) => scenario::churn::run(c),
     };
     match res {
         Ok(code) => std::process::exit(code),

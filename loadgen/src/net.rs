@@ -10,6 +10,8 @@ use monoio::net::TcpStream;
 use ringcast_proto::handshake;
 use serde::Serialize;
 
+use crate::deflate::{Accepted, Offer};
+
 /// Where to connect.
 #[derive(Clone, Debug)]
 pub struct Target {
@@ -99,6 +101,8 @@ pub enum ConnectError {
     BadHandshake,
     /// 101 without selecting the subprotocol we offered (`--protocol ringcast.v1`).
     Subprotocol,
+    /// 101 with a `Sec-WebSocket-Extensions` answer we must refuse (RFC 7692 §5).
+    Extension(crate::deflate::BadAnswer),
     Tls,
     /// The peer closed before answering.
     Closed,
@@ -115,6 +119,7 @@ impl ConnectError {
             ConnectError::HttpStatus(s) => format!("http_{s}"),
             ConnectError::BadHandshake => "bad_handshake".into(),
             ConnectError::Subprotocol => "subprotocol_not_selected".into(),
+            ConnectError::Extension(_) => "bad_extension_answer".into(),
             ConnectError::Tls => "tls".into(),
             ConnectError::Closed => "closed_during_handshake".into(),
             ConnectError::AddrNotAvailable => "addr_not_available".into(),
@@ -136,22 +141,33 @@ impl ConnectError {
 /// TCP connect, binding to `source` first when given. Non-blocking connect, then wait for
 /// writability and read `SO_ERROR` (works on both the io_uring and the epoll driver).
 pub async fn tcp_connect(addr: SocketAddr, source: Option<IpAddr>) -> io::Result<TcpStream> {
-    tcp_connect_opts(addr, source, None).await
+    tcp_connect_opts(addr, source, SockOpts::default()).await
 }
 
-/// [`tcp_connect`] with a receive buffer size set before connecting (a small one makes a
-/// slow consumer's backlog reach the server quickly).
+/// Socket options set before connecting.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockOpts {
+    /// `SO_RCVBUF` (a small one makes a slow consumer's backlog reach the server quickly).
+    pub rcvbuf: Option<usize>,
+    /// `SO_LINGER` 0: closing the socket sends a RST instead of a FIN.
+    pub reset_on_close: bool,
+}
+
+/// [`tcp_connect`] with `opts` set before connecting.
 pub async fn tcp_connect_opts(
     addr: SocketAddr,
     source: Option<IpAddr>,
-    rcvbuf: Option<usize>,
+    opts: SockOpts,
 ) -> io::Result<TcpStream> {
     use socket2::{Domain, Socket, Type};
     let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     sock.set_nonblocking(true)?;
     sock.set_tcp_nodelay(true)?;
-    if let Some(n) = rcvbuf {
+    if let Some(n) = opts.rcvbuf {
         sock.set_recv_buffer_size(n)?;
+    }
+    if opts.reset_on_close {
+        sock.set_linger(Some(Duration::ZERO))?;
     }
     if let Some(ip) = source {
         sock.bind(&SocketAddr::new(ip, 0).into())?;
@@ -180,30 +196,46 @@ pub struct Upgraded<S> {
     pub buf: Vec<u8>,
     /// The TLS session for `wss://` (`buf` then holds plaintext).
     pub tls: Option<rustls::ClientConnection>,
+    /// permessage-deflate as the server accepted it (`None`: not offered, or declined).
+    pub deflate: Option<Accepted>,
 }
 
-/// The upgrade request for `path`, offering `protocol` (`Sec-WebSocket-Protocol`) if given.
-fn upgrade_request(host: &str, path: &str, key: &str, protocol: Option<&str>) -> Vec<u8> {
-    match protocol {
-        Some(p) => handshake::client_request(host, path, key, &[("Sec-WebSocket-Protocol", p)]),
-        None => handshake::client_request(host, path, key, &[]),
+/// What an upgrade request offers besides the WebSocket basics.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Offers<'a> {
+    /// `Sec-WebSocket-Protocol`: the 101 must select it (RFC 6455 §4.1).
+    pub protocol: Option<&'a str>,
+    /// `Sec-WebSocket-Extensions: permessage-deflate…`: the 101 may accept or decline it.
+    pub deflate: Option<&'a Offer>,
+}
+
+/// The upgrade request for `path` with `offers`.
+fn upgrade_request(host: &str, path: &str, key: &str, offers: Offers<'_>) -> Vec<u8> {
+    let ext = offers.deflate.map(Offer::header_value);
+    let mut extra: Vec<(&str, &str)> = Vec::new();
+    if let Some(p) = offers.protocol {
+        extra.push(("Sec-WebSocket-Protocol", p));
     }
+    if let Some(e) = ext.as_deref() {
+        extra.push(("Sec-WebSocket-Extensions", e));
+    }
+    handshake::client_request(host, path, key, &extra)
 }
 
-/// Send the upgrade request for `path` (offering `protocol`, which the 101 must then select)
-/// and read the response head. Bytes after the head stay in the returned buffer.
+/// Send the upgrade request for `path` (with `offers`) and read the response head. Bytes
+/// after the head stay in the returned buffer.
 pub async fn upgrade<S>(
     mut stream: S,
     host: &str,
     path: &str,
     read_buf: usize,
-    protocol: Option<&str>,
+    offers: Offers<'_>,
 ) -> Result<Upgraded<S>, ConnectError>
 where
     S: AsyncReadRent + monoio::io::AsyncWriteRent,
 {
     let key = handshake::client_key(crate::rng::nonce());
-    let req = upgrade_request(host, path, &key, protocol);
+    let req = upgrade_request(host, path, &key, offers);
     let (res, _) = stream.write_all(req).await;
     res.map_err(|e| ConnectError::from_io(&e))?;
     let mut head: Vec<u8> = Vec::with_capacity(1024);
@@ -216,7 +248,7 @@ where
             return Err(ConnectError::Closed);
         }
         head.extend_from_slice(&chunk[..n]);
-        if let Some(head_len) = upgrade_answer(&head, &key, protocol)? {
+        if let Some((head_len, deflate)) = upgrade_answer(&head, &key, offers)? {
             let rest = head.get(head_len..).unwrap_or_default();
             let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
             buf.extend_from_slice(rest);
@@ -224,6 +256,7 @@ where
                 stream,
                 buf,
                 tls: None,
+                deflate,
             });
         }
     }
@@ -259,15 +292,15 @@ pub async fn upgrade_tls(
     host: &str,
     path: &str,
     read_buf: usize,
-    protocol: Option<&str>,
+    offers: Offers<'_>,
 ) -> Result<Upgraded<TcpStream>, ConnectError> {
     let mut conn = tls_handshake(&mut stream, cfg, host).await?;
     let mut plain = Vec::new();
     let key = handshake::client_key(crate::rng::nonce());
-    let req = upgrade_request(host, path, &key, protocol);
+    let req = upgrade_request(host, path, &key, offers);
     flush_tls(&mut stream, &mut conn, &req).await?;
     loop {
-        if let Some(head_len) = upgrade_answer(&plain, &key, protocol)? {
+        if let Some((head_len, deflate)) = upgrade_answer(&plain, &key, offers)? {
             let rest = plain.get(head_len..).unwrap_or_default();
             let mut buf = Vec::with_capacity(read_buf.max(rest.len()));
             buf.extend_from_slice(rest);
@@ -275,6 +308,7 @@ pub async fn upgrade_tls(
                 stream,
                 buf,
                 tls: Some(conn),
+                deflate,
             });
         }
         let raw = raw_read(&mut stream).await?;
@@ -312,10 +346,19 @@ pub async fn connect_ws(
     read_buf: usize,
     timeout: Duration,
 ) -> Result<Upgraded<TcpStream>, ConnectError> {
-    connect_ws_opts(target, source, path, read_buf, timeout, None, None).await
+    connect_ws_opts(
+        target,
+        source,
+        path,
+        read_buf,
+        timeout,
+        None,
+        Offers::default(),
+    )
+    .await
 }
 
-/// [`connect_ws`] with an optional `SO_RCVBUF` and an offered subprotocol.
+/// [`connect_ws`] with an optional `SO_RCVBUF` and what the request offers.
 pub async fn connect_ws_opts(
     target: &Target,
     source: Option<IpAddr>,
@@ -323,15 +366,22 @@ pub async fn connect_ws_opts(
     read_buf: usize,
     timeout: Duration,
     rcvbuf: Option<usize>,
-    protocol: Option<&str>,
+    offers: Offers<'_>,
 ) -> Result<Upgraded<TcpStream>, ConnectError> {
     let fut = async {
-        let s = tcp_connect_opts(target.addr, source, rcvbuf)
-            .await
-            .map_err(|e| ConnectError::from_io(&e))?;
+        let s = tcp_connect_opts(
+            target.addr,
+            source,
+            SockOpts {
+                rcvbuf,
+                reset_on_close: false,
+            },
+        )
+        .await
+        .map_err(|e| ConnectError::from_io(&e))?;
         match &target.tls_config {
-            Some(cfg) => upgrade_tls(s, cfg, &target.host, path, read_buf, protocol).await,
-            None => upgrade(s, &target.host, path, read_buf, protocol).await,
+            Some(cfg) => upgrade_tls(s, cfg, &target.host, path, read_buf, offers).await,
+            None => upgrade(s, &target.host, path, read_buf, offers).await,
         }
     };
     match monoio::time::timeout(timeout, fut).await {
@@ -340,41 +390,49 @@ pub async fn connect_ws_opts(
     }
 }
 
-/// The server's answer to our upgrade request: `Ok(Some(head_len))` once a valid 101 with
-/// the right `Sec-WebSocket-Accept` (and, when we offered one, our subprotocol selected:
-/// RFC 6455 §4.1 — a client that offered a subprotocol fails the connection otherwise) is
-/// complete, `Ok(None)` while it is incomplete.
+/// The server's answer to our upgrade request: `Ok(Some((head_len, deflate)))` once a
+/// valid 101 with the right `Sec-WebSocket-Accept` is complete — with, when we offered one,
+/// our subprotocol selected (RFC 6455 §4.1: a client that offered a subprotocol fails the
+/// connection otherwise) and an extensions answer we can honour (RFC 7692 §5; no answer:
+/// declined) — `Ok(None)` while it is incomplete.
 fn upgrade_answer(
     head: &[u8],
     key: &str,
-    protocol: Option<&str>,
-) -> Result<Option<usize>, ConnectError> {
-    match handshake::parse_response(head) {
-        Ok(None) if head.len() > 64 * 1024 => Err(ConnectError::BadHandshake),
-        Ok(None) => Ok(None),
-        Ok(Some(resp)) if resp.status != 101 => Err(ConnectError::HttpStatus(resp.status)),
-        Ok(Some(resp)) if resp.accept.as_deref() != Some(handshake::accept_key(key).as_str()) => {
-            Err(ConnectError::BadHandshake)
-        }
-        Ok(Some(resp)) => match protocol {
-            Some(p) if selected_protocol(&head[..resp.head_len]).as_deref() != Some(p) => {
-                Err(ConnectError::Subprotocol)
-            }
-            _ => Ok(Some(resp.head_len)),
-        },
-        Err(_) => Err(ConnectError::BadHandshake),
+    offers: Offers<'_>,
+) -> Result<Option<(usize, Option<Accepted>)>, ConnectError> {
+    let resp = match handshake::parse_response(head) {
+        Ok(None) if head.len() > 64 * 1024 => return Err(ConnectError::BadHandshake),
+        Ok(None) => return Ok(None),
+        Ok(Some(resp)) => resp,
+        Err(_) => return Err(ConnectError::BadHandshake),
+    };
+    if resp.status != 101 {
+        return Err(ConnectError::HttpStatus(resp.status));
     }
-}
-
-/// The `Sec-WebSocket-Protocol` a complete response head selected, if any.
-fn selected_protocol(head: &[u8]) -> Option<String> {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut res = httparse::Response::new(&mut headers);
-    res.parse(head).ok()?;
-    res.headers
-        .iter()
-        .find(|h| h.name.eq_ignore_ascii_case("sec-websocket-protocol"))
-        .map(|h| String::from_utf8_lossy(h.value.trim_ascii()).into_owned())
+    if handshake::check_response(&resp, key).is_err() {
+        return Err(ConnectError::BadHandshake);
+    }
+    if let Some(p) = offers.protocol
+        && resp.protocol.as_deref() != Some(p)
+    {
+        return Err(ConnectError::Subprotocol);
+    }
+    let deflate = match offers.deflate {
+        Some(offer) => crate::deflate::check_answer(offer, resp.extensions.as_deref())
+            .map_err(ConnectError::Extension)?,
+        // We offered no extension: the server must not answer with one.
+        None if resp
+            .extensions
+            .as_deref()
+            .is_some_and(|e| !e.trim().is_empty()) =>
+        {
+            return Err(ConnectError::Extension(
+                crate::deflate::BadAnswer::NotOffered,
+            ));
+        }
+        None => None,
+    };
+    Ok(Some((resp.head_len, deflate)))
 }
 
 #[cfg(test)]
@@ -404,23 +462,76 @@ mod tests {
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Accept: {accept}\r\n\r\n"
         );
-        let v1 = Some("ringcast.v1");
+        let v1 = Offers {
+            protocol: Some("ringcast.v1"),
+            deflate: None,
+        };
         assert_eq!(
             upgrade_answer(with.as_bytes(), &key, v1),
-            Ok(Some(with.len() - 4))
+            Ok(Some((with.len() - 4, None)))
         );
         assert_eq!(
             upgrade_answer(without.as_bytes(), &key, v1),
             Err(ConnectError::Subprotocol)
         );
         assert!(matches!(
-            upgrade_answer(without.as_bytes(), &key, None),
+            upgrade_answer(without.as_bytes(), &key, Offers::default()),
             Ok(Some(_))
         ));
         let req = String::from_utf8(upgrade_request("h", "/sub/t", &key, v1)).unwrap();
         assert!(
             req.contains("\r\nSec-WebSocket-Protocol: ringcast.v1\r\n"),
             "{req}"
+        );
+    }
+
+    #[test]
+    fn deflate_answer_is_checked() {
+        let key = handshake::client_key([9; 16]);
+        let accept = handshake::accept_key(&key);
+        let head = |ext: &str| {
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Accept: {accept}\r\n{ext}\r\n"
+            )
+        };
+        let offer = Offer {
+            no_context_takeover: false,
+            server_window: None,
+        };
+        let with = Offers {
+            protocol: None,
+            deflate: Some(&offer),
+        };
+        let req = String::from_utf8(upgrade_request("h", "/sub/t", &key, with)).unwrap();
+        assert!(
+            req.contains(
+                "\r\nSec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+            ),
+            "{req}"
+        );
+        let accepted =
+            head("Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n");
+        let got = upgrade_answer(accepted.as_bytes(), &key, with).expect("valid");
+        let a = got.and_then(|(_, d)| d).expect("accepted");
+        assert!(a.server_no_context_takeover);
+        // Declined: no header, a plain connection.
+        let declined = head("");
+        assert!(matches!(
+            upgrade_answer(declined.as_bytes(), &key, with),
+            Ok(Some((_, None)))
+        ));
+        // Not offered, yet answered: the connection is failed.
+        assert_eq!(
+            upgrade_answer(accepted.as_bytes(), &key, Offers::default()),
+            Err(ConnectError::Extension(
+                crate::deflate::BadAnswer::NotOffered
+            ))
+        );
+        let bad = head("Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n");
+        assert_eq!(
+            upgrade_answer(bad.as_bytes(), &key, with).map_err(|e| e.key()),
+            Err("bad_extension_answer".to_string())
         );
     }
 

@@ -8,9 +8,16 @@
 //!
 //! A `ringcast.v1` connection's frames are events ([`crate::v1`]): the `msg` body is
 //! what the accounting reads; `gap` and `reset` are announcements for the [`Ledger`].
+//!
+//! With permessage-deflate agreed, the decoder inflates compressed messages (the payload
+//! is then owned by the decoder's message buffer). Either way every data message is also
+//! counted in [`WireStats`]: the bytes its frames took on the wire (what the socket read:
+//! headers and compressed payload) next to its payload bytes after inflation.
 
 use hdrhistogram::Histogram;
+use ringcast_proto::deflate::Inflation;
 use ringcast_proto::{Decoder, DecoderConfig, Event, OpCode, ProtocolError, Role};
+use serde::Serialize;
 
 pub use crate::ledger::Announced;
 use crate::ledger::{HoleLog, Ledger, Verdict};
@@ -102,6 +109,140 @@ impl FastHist {
     }
 }
 
+/// Data messages received and their size on the wire and after inflation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WireCounters {
+    /// Data messages received.
+    pub messages: u64,
+    /// Bytes their frames took on the wire (headers included; for `wss://`, before TLS
+    /// record overhead).
+    pub wire_bytes: u64,
+    /// Their payload bytes (after inflation).
+    pub payload_bytes: u64,
+}
+
+impl WireCounters {
+    fn add(&mut self, o: &WireCounters) {
+        self.messages += o.messages;
+        self.wire_bytes += o.wire_bytes;
+        self.payload_bytes += o.payload_bytes;
+    }
+}
+
+/// [`WireCounters`] of the connections with and without permessage-deflate.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct WireStats {
+    /// Connections without compression (not offered, or declined).
+    pub plain: WireCounters,
+    /// Connections that agreed permessage-deflate.
+    pub deflate: WireCounters,
+}
+
+impl WireStats {
+    pub fn merge(&mut self, o: &WireStats) {
+        self.plain.add(&o.plain);
+        self.deflate.add(&o.deflate);
+    }
+
+    /// Both kinds together.
+    pub fn total(&self) -> WireCounters {
+        let mut t = self.plain;
+        t.add(&self.deflate);
+        t
+    }
+}
+
+/// Buckets of a [`LatencyTimeline`] second: 8 per power of two (a bucket spans at most
+/// 12.5 % of its values), exact below 8 µs, up to [`MAX_LATENCY_US`].
+pub const TIMELINE_BUCKETS: usize = 192;
+/// Seconds a timeline keeps (4 hours); later deliveries are not in the timeline.
+pub const TIMELINE_MAX_SECONDS: usize = 4 * 3600;
+
+/// Latency by receive second: one small histogram per second since `origin_ns` (768 bytes
+/// a second), so a long run (a soak) shows how latency moved, not only its total.
+#[derive(Clone, Default)]
+pub struct LatencyTimeline {
+    /// Second 0 starts here (ns since the epoch); 0: not recording.
+    pub origin_ns: u64,
+    rows: Vec<[u32; TIMELINE_BUCKETS]>,
+}
+
+impl LatencyTimeline {
+    #[inline]
+    fn bucket(v: u64) -> usize {
+        let v = v.min(MAX_LATENCY_US);
+        if v < 8 {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros();
+        (((e - 2) << 3) as usize) + ((v >> (e - 3)) & 7) as usize
+    }
+
+    /// The highest value of bucket `b` (what a percentile reports: conservative).
+    pub fn bucket_high(b: usize) -> u64 {
+        if b < 8 {
+            return b as u64;
+        }
+        let e = (b >> 3) as u32 + 2;
+        (((8 + (b & 7)) as u64 + 1) << (e - 3)) - 1
+    }
+
+    /// The row of the second `now_ns` falls in (empty when not recording).
+    #[inline]
+    fn row(&mut self, now_ns: u64) -> &mut [u32] {
+        if self.origin_ns == 0 || now_ns < self.origin_ns {
+            return &mut [];
+        }
+        let i = ((now_ns - self.origin_ns) / 1_000_000_000) as usize;
+        if i >= TIMELINE_MAX_SECONDS {
+            return &mut [];
+        }
+        if self.rows.len() <= i {
+            self.rows.resize(i + 1, [0; TIMELINE_BUCKETS]);
+        }
+        &mut self.rows[i]
+    }
+
+    fn merge(&mut self, o: &LatencyTimeline) {
+        if self.origin_ns == 0 {
+            self.origin_ns = o.origin_ns;
+        }
+        if self.rows.len() < o.rows.len() {
+            self.rows.resize(o.rows.len(), [0; TIMELINE_BUCKETS]);
+        }
+        for (a, b) in self.rows.iter_mut().zip(&o.rows) {
+            for (x, y) in a.iter_mut().zip(b) {
+                *x += *y;
+            }
+        }
+    }
+
+    /// Per second: (deliveries, p50, p99, p99.9, max) in µs (bucket highs).
+    pub fn seconds(&self) -> Vec<(u64, u64, u64, u64, u64)> {
+        self.rows
+            .iter()
+            .map(|row| {
+                let n: u64 = row.iter().map(|&c| u64::from(c)).sum();
+                let at = |q: f64| -> u64 {
+                    if n == 0 {
+                        return 0;
+                    }
+                    let rank = ((q * n as f64).ceil() as u64).clamp(1, n);
+                    let mut seen = 0u64;
+                    for (b, &c) in row.iter().enumerate() {
+                        seen += u64::from(c);
+                        if seen >= rank {
+                            return Self::bucket_high(b);
+                        }
+                    }
+                    0
+                };
+                (n, at(0.5), at(0.99), at(0.999), at(1.0))
+            })
+            .collect()
+    }
+}
+
 /// Per-publisher counters of the messages scheduled inside the measurement window.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct PubCounters {
@@ -138,6 +279,10 @@ pub struct RecvStats {
     pub holes: HoleLog,
     /// `ringcast.v1` events.
     pub v1: V1Counters,
+    /// Data messages on the wire vs after inflation.
+    pub wire: WireStats,
+    /// Latency by receive second.
+    pub timeline: LatencyTimeline,
 }
 
 impl RecvStats {
@@ -156,6 +301,8 @@ impl RecvStats {
             pings: 0,
             holes: HoleLog::default(),
             v1: V1Counters::default(),
+            wire: WireStats::default(),
+            timeline: LatencyTimeline::default(),
         }
     }
 
@@ -186,6 +333,8 @@ impl RecvStats {
         self.pings += o.pings;
         self.holes.merge(&o.holes);
         self.v1.merge(&o.v1);
+        self.wire.merge(&o.wire);
+        self.timeline.merge(&o.timeline);
     }
 }
 
@@ -213,6 +362,8 @@ pub struct ConnRecv {
     v1: Option<V1State>,
     /// When the current connection's first data frame arrived (0: none yet).
     first_data_ns: u64,
+    /// Wire bytes of the message being received (since the last event).
+    carry: u64,
 }
 
 impl ConnRecv {
@@ -245,6 +396,7 @@ impl ConnRecv {
             ledger: Ledger::new(sub, mine as usize, v1_topic.is_some()),
             v1: v1_topic.map(V1State::new),
             first_data_ns: 0,
+            carry: 0,
         }
     }
 
@@ -255,11 +407,13 @@ impl ConnRecv {
         })
     }
 
-    /// A new connection of the same subscriber: a fresh decoder, the ledger and the
-    /// position kept.
-    pub fn reconnected(&mut self) {
-        self.dec = Self::decoder(self.max_message);
+    /// A connection (the first, or a reconnect of the same subscriber) is up, with
+    /// `inflation` as its permessage-deflate agreement gives: a fresh decoder; the ledger
+    /// and the position kept.
+    pub fn start_connection(&mut self, inflation: Inflation) {
+        self.dec = Self::decoder(self.max_message).with_inflation(inflation);
         self.first_data_ns = 0;
+        self.carry = 0;
     }
 
     /// When the current connection's first data frame arrived (0: none yet).
@@ -301,6 +455,7 @@ impl ConnRecv {
         ctrl_out: &mut Vec<u8>,
     ) -> Result<ReadOutcome, ProtocolError> {
         let (topic, topics) = (self.topic, self.topics);
+        let carry = &mut self.carry;
         // One loop per protocol, so the raw path carries no per-frame protocol branch.
         let (outcome, data) = match self.v1.as_mut() {
             None => walk(
@@ -309,7 +464,7 @@ impl ConnRecv {
                 &mut self.ledger,
                 (topic, topics),
                 buf,
-                now_ns,
+                (now_ns, carry),
                 st,
                 ctrl_out,
             )?,
@@ -319,7 +474,7 @@ impl ConnRecv {
                 &mut self.ledger,
                 (topic, topics),
                 buf,
-                now_ns,
+                (now_ns, carry),
                 st,
                 ctrl_out,
             )?,
@@ -368,7 +523,7 @@ fn walk<M: Mode>(
     ledger: &mut Ledger,
     (topic, topics): (u32, u32),
     buf: &mut [u8],
-    now_ns: u64,
+    (now_ns, carry): (u64, &mut u64),
     st: &mut RecvStats,
     ctrl_out: &mut Vec<u8>,
 ) -> Result<(ReadOutcome, bool), ProtocolError> {
@@ -386,14 +541,26 @@ fn walk<M: Mode>(
         let fast = &mut st.fast;
         let holes = &mut st.holes;
         let v1c = &mut st.v1;
+        let wire = if dec.inflation().enabled() {
+            &mut st.wire.deflate
+        } else {
+            &mut st.wire.plain
+        };
+        // This read's second of the latency timeline.
+        let row = st.timeline.row(now_ns);
         while pos < buf.len() {
             let (used, ev) = dec.decode(&mut buf[pos..])?;
             pos += used;
+            *carry += used as u64;
             let Some(ev) = ev else { break };
             frames += 1;
+            let frame_bytes = std::mem::take(carry);
             match ev {
                 Event::Binary(p) | Event::Text(p) => {
                     data = true;
+                    wire.messages += 1;
+                    wire.wire_bytes += frame_bytes;
+                    wire.payload_bytes += p.as_slice().len() as u64;
                     match mode.frame(p.as_slice(), v1c) {
                         Frame::Msg(msg) => {
                             delivered += record(
@@ -402,7 +569,7 @@ fn walk<M: Mode>(
                                 now_ns,
                                 window,
                                 pubs,
-                                fast,
+                                (fast, &mut *row),
                                 &mut foreign,
                                 ledger,
                                 holes,
@@ -455,7 +622,7 @@ fn record(
     now_ns: u64,
     window: (u64, u64),
     pubs: &mut [PubCounters],
-    fast: &mut FastHist,
+    (fast, row): (&mut FastHist, &mut [u32]),
     foreign: &mut u64,
     ledger: &mut Ledger,
     holes: &mut HoleLog,
@@ -511,7 +678,11 @@ fn record(
         }
     }
     pc.delivered += 1;
-    fast.record(now_ns.saturating_sub(h.sched_ns) / 1000);
+    let lat = now_ns.saturating_sub(h.sched_ns) / 1000;
+    fast.record(lat);
+    if let Some(c) = row.get_mut(LatencyTimeline::bucket(lat)) {
+        *c += 1;
+    }
     1
 }
 
@@ -531,7 +702,7 @@ pub fn record_delivery(
         now_ns,
         st.window,
         &mut st.pubs,
-        &mut st.fast,
+        (&mut st.fast, &mut []),
         &mut st.foreign,
         ledger,
         &mut st.holes,
@@ -674,7 +845,7 @@ mod tests {
         assert!(c.first_data_ns() > 0);
         // The connection is lost; the next one resumes, and the server says history no
         // longer holds 105..107: a gap, then the messages from 8 on.
-        c.reconnected();
+        c.start_connection(Inflation::Off);
         assert_eq!(c.first_data_ns(), 0);
         let mut wire = Vec::new();
         wire.extend_from_slice(&gap_frame("lg-0", "E1", 104));
@@ -712,6 +883,109 @@ mod tests {
         assert!(st.holes.holes.iter().all(|h| h.sub == 9));
         assert_eq!(c.since().as_deref(), Some("lg-0@E2:2"));
         assert_eq!(c.ledger().ends(), vec![(13, Announced::No)]);
+    }
+
+    /// Compressed messages (as the server's shared compressor frames them) are inflated,
+    /// accounted like plain ones, and counted on the wire at their compressed size; a
+    /// compressed frame on a connection without the agreement fails it (1002).
+    #[test]
+    fn deflated_messages_are_inflated_and_counted_on_the_wire() {
+        use crate::payload::{Body, PayloadKind};
+        use ringcast_proto::deflate::{Compressor, Level, WindowBits};
+        let mut comp = Compressor::new(Level::BALANCED);
+        let mut body = Body::new(PayloadKind::Json, 1024, 0);
+        let mut wire = Vec::new();
+        for seq in 0..50 {
+            let msg = body.stamp(&MsgHeader {
+                publisher: 0,
+                seq,
+                sched_ns: 1_000,
+            });
+            wire.extend_from_slice(&comp.frame(OpCode::Text, msg, WindowBits::W15));
+        }
+        let mut st = RecvStats::new(1);
+        st.window = (0, u64::MAX);
+        let mut c = ConnRecv::new(1 << 20, 0, 1, 1);
+        c.start_connection(Inflation::NoContextTakeover);
+        // In two reads split inside a frame: the carry spans them.
+        let cut = wire.len() / 3 + 1;
+        let mut a = wire[..cut].to_vec();
+        let mut b = wire[cut..].to_vec();
+        let mut ctrl = Vec::new();
+        c.on_read(&mut a, 2_000_000, &mut st, &mut ctrl)
+            .expect("valid frames");
+        c.on_read(&mut b, 2_000_000, &mut st, &mut ctrl)
+            .expect("valid frames");
+        st.fold();
+        assert_eq!(st.pubs[0].delivered, 50);
+        assert_eq!(st.foreign, 0);
+        let d = st.wire.deflate;
+        assert_eq!(d.messages, 50);
+        assert_eq!(d.payload_bytes, 50 * 1024);
+        assert_eq!(d.wire_bytes, wire.len() as u64);
+        assert!(d.wire_bytes * 2 < d.payload_bytes, "{d:?}");
+        assert_eq!(st.wire.plain, WireCounters::default());
+
+        let mut plain = ConnRecv::new(1 << 20, 0, 1, 1);
+        plain.start_connection(Inflation::Off);
+        let e = plain.on_read(&mut wire.clone(), 1, &mut st, &mut ctrl);
+        assert_eq!(e.map_err(|e| e.code), Err(1002));
+    }
+
+    #[test]
+    fn latency_timeline_by_second() {
+        for v in [
+            0u64,
+            1,
+            7,
+            8,
+            9,
+            15,
+            16,
+            17,
+            100,
+            999,
+            1000,
+            12_345,
+            MAX_LATENCY_US,
+        ] {
+            let b = LatencyTimeline::bucket(v);
+            assert!(b < TIMELINE_BUCKETS, "{v}");
+            let hi = LatencyTimeline::bucket_high(b);
+            assert!(
+                hi >= v && hi as f64 <= (v as f64) * 1.125 + 1.0,
+                "{v} → {hi}"
+            );
+            if b > 0 {
+                assert!(LatencyTimeline::bucket_high(b - 1) < v, "{v}");
+            }
+        }
+        let mut st = RecvStats::new(1);
+        st.window = (0, u64::MAX);
+        st.timeline.origin_ns = 1_000;
+        let mut c = ConnRecv::new(1 << 20, 0, 1, 1);
+        let mut ctrl = Vec::new();
+        // Second 0: 100 deliveries 1 ms late; second 2: 10 deliveries 100 ms late.
+        let mut b = BytesMut::new();
+        for seq in 0..100 {
+            frame(&mut b, 0, seq, 1_000, 64);
+        }
+        c.on_read(&mut b.to_vec(), 1_001_000, &mut st, &mut ctrl)
+            .expect("valid");
+        let mut b = BytesMut::new();
+        let at = 2_000_001_000;
+        for seq in 100..110 {
+            frame(&mut b, 0, seq, at - 100_000_000, 64);
+        }
+        c.on_read(&mut b.to_vec(), at, &mut st, &mut ctrl)
+            .expect("valid");
+        let s = st.timeline.seconds();
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].0, 100);
+        assert!((1000..=1125).contains(&s[0].1), "{:?}", s[0]);
+        assert_eq!(s[1], (0, 0, 0, 0, 0));
+        assert_eq!(s[2].0, 10);
+        assert!((100_000..=112_500).contains(&s[2].4), "{:?}", s[2]);
     }
 
     #[test]

@@ -9,13 +9,16 @@
 //! | field | meaning |
 //! |---|---|
 //! | `schema` | `"loadgen/1"` — bumped on any incompatible change |
-//! | `scenario` | `fanout`, `connect`, `close`, `shutdown`, `capacity` |
+//! | `scenario` | `fanout`, `connect`, `close`, `shutdown`, `capacity`, `churn` |
 //! | `loadgen_version`, `started_unix_ms`, `target`, `driver` (`io_uring`/`epoll`), `threads` | run facts |
 //! | `config` | the scenario's parameters (free-form object) |
 //! | `connect` | `attempted`, `established`, `failed`, `failures` {cause → count; causes `refused`, `timeout`, `http_NNN`, `bad_handshake`, `tls`, `closed_during_handshake`, `addr_not_available`, `other: …`}, `latency_us` (summary), `rate_per_s` |
 //! | `latency_us` | summary of delivery latency = receive time − **scheduled** send time: `count`, `min`, `mean`, `p50`, `p90`, `p99`, `p999`, `p9999`, `max` |
 //! | `delivery` | `window_s`, `publishers`, `subscribers`, `topics`, `rate` (msgs/s offered, all publishers), `size`, `sent_in_window`, `expected`, `delivered`, `lost`, `loss_ratio`, `duplicates`, `reordered`, `unsent`, `foreign`, `deliveries_per_s`, `per_publisher` [{`id`, `topic`, `sent`, `sent_in_window`, `expected`, `delivered`, `lost`, `duplicates`, `reordered`, `unsent`}] |
-//! | `io` | `reads`, `frames`, `frames_per_read`, `max_frames_per_read`, `bytes_in`, `pings` |
+//! | `io` | `reads`, `frames`, `frames_per_read`, `max_frames_per_read`, `bytes_in`, `pings`, `data_messages` (received by subscribers, warm-up included), `wire_bytes_per_delivery` (bytes their frames took on the wire), `payload_bytes_per_delivery` (after inflation) |
+//! | `deflate` | `--deflate`: `offer`, `payload`, `subscribers` and `publishers` {`offered`, `accepted`, `declined`, `answers` {answer → count}}, `received` {`plain`, `deflate`: {`messages`, `wire_bytes`, `payload_bytes`, `wire_bytes_per_delivery`, `payload_bytes_per_delivery`, `wire_over_payload`}}, `sent` {`messages`, `compressed`, `payload_bytes`, `wire_bytes`, `wire_bytes_per_message`, `wire_over_payload`}; else null |
+//! | `churn` | `churn` scenario: `window_s`, `settle_s`, `idle_timeout_s`, `handshake_timeout_s`, `max_buffered`, `slow_stall_ms`, `slow_bound_bytes`, `busy_sent`, `kinds` [{`kind`, `expectation`, `rate_per_s`, `started`, `skipped`, `finished`, `outcomes` {label → count}, `deadline_ms`, `closed_in_time`, `closed_late`, `not_closed`, `close_after_us` (summary), `counters` {name → {`sum`, `max`}}}] |
+//! | `latency_timeline` | per second of receive time (deliveries in the window): `origin_unix_ms` (second 0), `bucket_s` (1), `count`, `p50_us`, `p99_us`, `p999_us`, `max_us` (lists; ≤ 12.5 % coarser than `latency_us`) |
 //! | `cpu` | `wall_s` (measurement window), `loadgen_cpu_s`, `loadgen_threads`, `loadgen_utilization` (cpu / (threads × wall)), `loadgen_ns_per_delivery`, `loadgen_saturated`, `server` {`pid`, `cpu_s`, `utilization`, `ns_per_delivery`, `rss_bytes`} or null |
 //! | `close` | `total`, `by_code` {code → count}, `clean`, `abnormal`, `error_before_close` (connections whose error event preceded their close, always 1006), `abnormal_without_error` (must be 0), `forced` (we shut the socket after `--close-timeout`), `closed_early` (ended before the run closed it), `errors` {error → count}, `time_to_close_us` (close start → TCP gone) |
 //! | `probes` | `close` scenario: [{`name`, `expected`, `observed_code`, `observed_reason`, `close_frame_ms`, `fin_after_close`, `sent_after_close_bytes`, `socket_closed_ms`, `drops`, `pass`, `detail`}] |
@@ -196,6 +199,11 @@ pub struct IoSection {
     pub max_frames_per_read: u64,
     pub bytes_in: u64,
     pub pings: u64,
+    /// Data messages received by subscribers (warm-up included) and their bytes per
+    /// message on the wire and after inflation.
+    pub data_messages: u64,
+    pub wire_bytes_per_delivery: Option<f64>,
+    pub payload_bytes_per_delivery: Option<f64>,
 }
 
 #[derive(Serialize, Clone, Debug, Default)]
@@ -406,6 +414,95 @@ impl RepeatSection {
     }
 }
 
+/// Wire and payload bytes of a group of received messages.
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct WireFigures {
+    pub messages: u64,
+    pub wire_bytes: u64,
+    pub payload_bytes: u64,
+    pub wire_bytes_per_delivery: Option<f64>,
+    pub payload_bytes_per_delivery: Option<f64>,
+    /// Wire bytes over payload bytes (below 1: compression paid off).
+    pub wire_over_payload: Option<f64>,
+}
+
+impl WireFigures {
+    pub fn of(c: &crate::recv::WireCounters) -> Self {
+        let per = |v: u64| (c.messages > 0).then(|| v as f64 / c.messages as f64);
+        WireFigures {
+            messages: c.messages,
+            wire_bytes: c.wire_bytes,
+            payload_bytes: c.payload_bytes,
+            wire_bytes_per_delivery: per(c.wire_bytes),
+            payload_bytes_per_delivery: per(c.payload_bytes),
+            wire_over_payload: (c.payload_bytes > 0)
+                .then(|| c.wire_bytes as f64 / c.payload_bytes as f64),
+        }
+    }
+}
+
+/// Received by subscribers, with and without compression.
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct ReceivedWire {
+    pub plain: WireFigures,
+    pub deflate: WireFigures,
+}
+
+/// What WebSocket publishers sent.
+#[derive(Serialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct SentWire {
+    pub messages: u64,
+    pub compressed: u64,
+    pub payload_bytes: u64,
+    pub wire_bytes: u64,
+    pub wire_bytes_per_message: Option<f64>,
+    pub wire_over_payload: Option<f64>,
+}
+
+/// `--deflate`: how the offers were answered and what compression did to the bytes.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct DeflateSection {
+    /// The `Sec-WebSocket-Extensions` value offered.
+    pub offer: String,
+    /// `--payload`.
+    pub payload: &'static str,
+    pub subscribers: crate::engine::Negotiation,
+    pub publishers: crate::engine::Negotiation,
+    pub received: ReceivedWire,
+    pub sent: SentWire,
+}
+
+/// Latency by second of receive time.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct LatencyTimelineSection {
+    /// When second 0 started (Unix ms).
+    pub origin_unix_ms: u64,
+    pub bucket_s: u32,
+    pub count: Vec<u64>,
+    pub p50_us: Vec<u64>,
+    pub p99_us: Vec<u64>,
+    pub p999_us: Vec<u64>,
+    pub max_us: Vec<u64>,
+}
+
+impl LatencyTimelineSection {
+    pub fn of(tl: &crate::recv::LatencyTimeline, origin_unix_ms: u64) -> Self {
+        let mut s = LatencyTimelineSection {
+            origin_unix_ms,
+            bucket_s: 1,
+            ..Default::default()
+        };
+        for (n, p50, p99, p999, max) in tl.seconds() {
+            s.count.push(n);
+            s.p50_us.push(p50);
+            s.p99_us.push(p99);
+            s.p999_us.push(p999);
+            s.max_us.push(max);
+        }
+        s
+    }
+}
+
 #[derive(Serialize, Clone, Debug)]
 pub struct Check {
     pub name: String,
@@ -437,6 +534,9 @@ pub struct Report {
     pub io: Option<IoSection>,
     pub reconnect: Option<ReconnectSection>,
     pub timeline: Option<TimelineSection>,
+    pub deflate: Option<DeflateSection>,
+    pub latency_timeline: Option<LatencyTimelineSection>,
+    pub churn: Option<crate::churn::ChurnSection>,
     pub cpu: Option<CpuSection>,
     pub close: Option<CloseSection>,
     pub probes: Option<Vec<ProbeResult>>,
@@ -470,6 +570,9 @@ impl Report {
             io: None,
             reconnect: None,
             timeline: None,
+            deflate: None,
+            latency_timeline: None,
+            churn: None,
             cpu: None,
             close: None,
             probes: None,
@@ -605,9 +708,20 @@ impl Report {
         if let Some(io) = &self.io {
             let _ = writeln!(
                 o,
-                "  receive: {} frames in {} reads = {:.1} frames/read (max {})",
-                io.frames, io.reads, io.frames_per_read, io.max_frames_per_read
+                "  receive: {} frames in {} reads = {:.1} frames/read (max {}); {} B on the wire per delivery ({} B payload)",
+                io.frames,
+                io.reads,
+                io.frames_per_read,
+                io.max_frames_per_read,
+                opt1(io.wire_bytes_per_delivery),
+                opt1(io.payload_bytes_per_delivery)
             );
+        }
+        if let Some(d) = &self.deflate {
+            human_deflate(&mut o, d);
+        }
+        if let Some(c) = &self.churn {
+            crate::churn::human(&mut o, c);
         }
         if let Some(rc) = &self.reconnect {
             human_reconnect(&mut o, rc, self.timeline.as_ref());
@@ -787,6 +901,67 @@ fn tally(m: &BTreeMap<String, u64>) -> String {
         .map(|(k, v)| format!("{k}×{v}"))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+fn opt1(v: Option<f64>) -> String {
+    v.map_or_else(|| "-".into(), |v| format!("{v:.1}"))
+}
+
+fn human_deflate(o: &mut String, d: &DeflateSection) {
+    let _ = writeln!(o, "\npermessage-deflate (payload {})", d.payload);
+    let _ = writeln!(o, "  offered: {}", d.offer);
+    for (who, n) in [
+        ("subscribers", &d.subscribers),
+        ("publishers", &d.publishers),
+    ] {
+        if n.offered == 0 {
+            continue;
+        }
+        let answers: Vec<String> = n
+            .answers
+            .iter()
+            .map(|(k, v)| format!("{v}× \"{k}\""))
+            .collect();
+        let _ = writeln!(
+            o,
+            "  {who:<11}  offered {}  accepted {}  declined {}  {}",
+            n.offered,
+            n.accepted,
+            n.declined,
+            answers.join(", ")
+        );
+    }
+    for (who, w) in [
+        ("plain", &d.received.plain),
+        ("deflate", &d.received.deflate),
+    ] {
+        if w.messages == 0 {
+            continue;
+        }
+        let _ = writeln!(
+            o,
+            "  received {who:<8} {} msgs: {} B on the wire per delivery, {} B payload ({})",
+            w.messages,
+            opt1(w.wire_bytes_per_delivery),
+            opt1(w.payload_bytes_per_delivery),
+            w.wire_over_payload
+                .map(|r| format!("wire/payload {r:.3}"))
+                .unwrap_or_default()
+        );
+    }
+    if d.sent.messages > 0 {
+        let _ = writeln!(
+            o,
+            "  sent {} msgs ({} compressed): {} B on the wire per message{}",
+            d.sent.messages,
+            d.sent.compressed,
+            opt1(d.sent.wire_bytes_per_message),
+            d.sent
+                .wire_over_payload
+                .map(|r| format!(", wire/payload {r:.3}"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 fn human_reconnect(o: &mut String, rc: &ReconnectSection, tl: Option<&TimelineSection>) {

@@ -495,7 +495,7 @@ async fn slow_probe(pc: &ProbeCfg, expected: &str) -> ProbeResult {
         65536,
         pc.connect_timeout,
         Some(4096),
-        None,
+        crate::net::Offers::default(),
     )
     .await
     {

@@ -41,6 +41,11 @@ pub fn run(cmd: &ConnectCmd) -> Result<i32> {
         backoff_min: crate::cli::Dur(Default::default()),
         backoff_max: crate::cli::Dur(Default::default()),
         publish_via: "ws".into(),
+        payload: crate::payload::PayloadKind::Filler,
+        deflate: cmd.deflate,
+        deflate_subscribers: None,
+        deflate_no_context_takeover: false,
+        deflate_server_window_bits: None,
     };
     let mut run = LoadRun::spawn_specs(&ctx, &load, specs, cmd.connect_rate)?;
     run.sample_start();
@@ -66,6 +71,9 @@ pub fn run(cmd: &ConnectCmd) -> Result<i32> {
     out.fill(&mut r);
     let k = Criteria::new(&cmd.common, 0.0);
     k.connections(&mut r, cmd.connections as u64, &out.connect);
+    if let Some(d) = &out.deflate {
+        k.deflate(&mut r, d);
+    }
     r.check(
         "all held until the end",
         connected.to_string(),

@@ -191,7 +191,25 @@ impl Criteria {
         if load.v1() {
             self.events(r, &o.reconnect.events);
         }
+        if let Some(d) = &o.deflate {
+            self.deflate(r, d);
+        }
         self.latency(r);
+    }
+
+    /// `--deflate`: every offer was accepted (else the run measured something else than
+    /// it was asked to).
+    pub fn deflate(&self, r: &mut Report, d: &crate::report::DeflateSection) {
+        let (s, p) = (&d.subscribers, &d.publishers);
+        r.check(
+            "deflate negotiated",
+            "every offer accepted".into(),
+            format!(
+                "subscribers {} of {} offers accepted, publishers {} of {}",
+                s.accepted, s.offered, p.accepted, p.offered
+            ),
+            s.declined == 0 && p.declined == 0,
+        );
     }
 
     /// `--max-p99`.

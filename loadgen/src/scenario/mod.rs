@@ -2,6 +2,7 @@
 //! publish on schedule, measure, drain, close), the checks and the outputs.
 
 pub mod capacity;
+pub mod churn;
 pub mod close;
 pub mod connect;
 pub mod criteria;
@@ -21,10 +22,11 @@ use crate::cli::{Common, Load};
 use crate::clock::now_ns;
 use crate::engine::{Backoff, ConnKind, ConnSpec, Engine, EngineCfg, ThreadResult};
 use crate::net::{Target, parse_url};
-use crate::payload::{HEADER_LEN, Schedule};
+use crate::payload::Schedule;
 use crate::report::{
-    CloseSection, ConnectSection, CpuSection, DeliverySection, IoSection, LatencySummary,
-    PublisherDelivery, ReconnectSection, Report, ServerCpu, TimelineSection,
+    CloseSection, ConnectSection, CpuSection, DeflateSection, DeliverySection, IoSection,
+    LatencySummary, LatencyTimelineSection, PublisherDelivery, ReceivedWire, ReconnectSection,
+    Report, SentWire, ServerCpu, TimelineSection, WireFigures,
 };
 use crate::sys;
 
@@ -135,7 +137,7 @@ impl Ctx {
             max_message: self.c.max_message,
             connect_timeout: self.c.connect_timeout.0,
             close_timeout: self.c.close_timeout.0,
-            size: load.size.max(HEADER_LEN),
+            size: load.msg_size(),
             topics: load.topics.max(1),
             publishers: load.publishers,
             pub_rate: if load.publishers > 0 {
@@ -158,6 +160,9 @@ impl Ctx {
             } else {
                 Via::Ws
             },
+            payload: load.payload,
+            deflate: load.deflate_offer(),
+            deflate_subscribers: load.deflate_subscribers(),
         }
     }
 
@@ -267,6 +272,8 @@ pub struct LoadOutcome {
     pub close: CloseSection,
     pub reconnect: ReconnectSection,
     pub timeline: TimelineSection,
+    pub deflate: Option<DeflateSection>,
+    pub latency_timeline: LatencyTimelineSection,
 }
 
 impl LoadOutcome {
@@ -288,6 +295,10 @@ impl LoadOutcome {
         let rc = &self.reconnect;
         if rc.enabled || rc.protocol != "raw" || rc.reconnects > 0 {
             r.reconnect = Some(rc.clone());
+        }
+        r.deflate = self.deflate.clone();
+        if self.delivery.is_some() {
+            r.latency_timeline = Some(self.latency_timeline.clone());
         }
     }
 }
@@ -542,6 +553,7 @@ impl<'a> LoadRun<'a> {
         let window_s = (window.1 - window.0) as f64 / 1e9;
         let delivery =
             (measured && load.publishers > 0).then(|| delivery(&load, &result, &windows, window_s));
+        let wire = WireFigures::of(&result.recv.wire.total());
         let io = IoSection {
             reads: result.recv.reads,
             frames: result.recv.frames,
@@ -549,7 +561,42 @@ impl<'a> LoadRun<'a> {
             max_frames_per_read: result.recv.max_frames_per_read,
             bytes_in: result.recv.bytes,
             pings: result.recv.pings,
+            data_messages: wire.messages,
+            wire_bytes_per_delivery: wire.wire_bytes_per_delivery,
+            payload_bytes_per_delivery: wire.payload_bytes_per_delivery,
         };
+        let deflate = load.deflate_offer().map(|offer| {
+            let (mut sent, mut compressed, mut payload_bytes, mut wire_bytes) = (0, 0, 0, 0);
+            for p in result.pubs.iter().filter(|p| p.via == Via::Ws) {
+                sent += p.sent;
+                compressed += p.compressed;
+                payload_bytes += p.payload_bytes;
+                wire_bytes += p.wire_bytes;
+            }
+            DeflateSection {
+                offer: offer.header_value(),
+                payload: load.payload.label(),
+                subscribers: result.deflate_subs.clone(),
+                publishers: result.deflate_pubs.clone(),
+                received: ReceivedWire {
+                    plain: WireFigures::of(&result.recv.wire.plain),
+                    deflate: WireFigures::of(&result.recv.wire.deflate),
+                },
+                sent: SentWire {
+                    messages: sent,
+                    compressed,
+                    payload_bytes,
+                    wire_bytes,
+                    wire_bytes_per_message: (sent > 0).then(|| wire_bytes as f64 / sent as f64),
+                    wire_over_payload: (payload_bytes > 0)
+                        .then(|| wire_bytes as f64 / payload_bytes as f64),
+                },
+            }
+        });
+        let latency_timeline = LatencyTimelineSection::of(
+            &result.recv.timeline,
+            run.t0_unix_ms.load(Ordering::Relaxed),
+        );
         if let (Some(c), Some(d)) = (cpu.as_mut(), delivery.as_ref())
             && d.delivered > 0
         {
@@ -592,6 +639,8 @@ impl<'a> LoadRun<'a> {
             close,
             reconnect,
             timeline,
+            deflate,
+            latency_timeline,
         })
     }
 }
@@ -629,7 +678,7 @@ fn delivery(
         subscribers: result.subs_by_topic.values().sum(),
         topics: t,
         rate: load.rate,
-        size: load.size.max(HEADER_LEN),
+        size: load.msg_size(),
         foreign: result.recv.foreign,
         accounting: if exact { "exact" } else { "inferred" },
         lost_unrecorded: tally.unrecorded_lost,
