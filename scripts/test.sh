@@ -7,7 +7,8 @@
 # `ci` profile (optimized, no LTO; integration tests start target/ci/ringcast; the cluster
 # tests start real nats-server processes, installed by scripts/install-nats.sh; the fuzz
 # corpora are replayed through every fuzz target), the browser client's and the dashboard's
-# tests in headless Chromium (scripts/browser-tests.sh), then the Autobahn TestSuite against
+# tests in headless Chromium (scripts/browser-tests.sh), a short soak under churn
+# (scripts/soak.sh --duration 20), then the Autobahn TestSuite against
 # that binary, groups 1-10 and 12-13 (scripts/autobahn.sh; it creates its Python venv under
 # target/ on first use).
 # Stops at the first failing step.
@@ -39,6 +40,11 @@ RINGCAST_BIN="$ROOT/target/ci/ringcast" cargo test --profile ci --workspace
 STEP="browser tests (clients/js, dashboard; headless Chromium)"
 section "$STEP"
 RINGCAST_BIN="$ROOT/target/ci/ringcast" bash scripts/browser-tests.sh
+
+STEP="soak (20 s of churn: RSS flat, no fd leak, no stable subscriber loses a message)"
+section "$STEP"
+RINGCAST_BIN="$ROOT/target/ci/ringcast" LOADGEN_BIN="$ROOT/target/ci/loadgen" \
+    bash scripts/soak.sh --duration 20 --out target/soak-ci
 
 STEP="Autobahn TestSuite"
 section "$STEP"

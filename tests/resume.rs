@@ -502,3 +502,129 @@ fn dropped_messages_are_announced_to_v1_subscribers_with_gap() {
     assert!(gaps >= 1, "the drops were announced");
     assert_eq!(last, n as u64 + 2);
 }
+
+// ---------------------------------------------------------------------------------------
+// Figure (ignored: `cargo test --release --test resume -- --ignored --nocapture`)
+// ---------------------------------------------------------------------------------------
+
+/// Resume of 10,000 ringcast.v1 subscribers that each missed the same 100 messages: every
+/// one connects with `?since=` the position before them and must receive exactly those 100
+/// `msg` events. Connections are opened in waves of 500 while the already opened ones are
+/// read, one client thread; the time to caught up runs from a connection's request being
+/// written to its 100th event read.
+#[test]
+#[ignore]
+fn measure_resume_10k_subscribers_missing_100() {
+    use std::io::{ErrorKind, Read, Write};
+    const SUBS: usize = 10_000;
+    const MISSED: u64 = 100;
+    raise_nofile();
+    let srv = Server::start(1, &["--max-connections", "20000"]);
+    let (epoch, before) = post_json(&srv, "t", "before");
+    for i in 0..MISSED {
+        assert_eq!(post_json(&srv, "t", &format!("m{i}")).1, before + 1 + i);
+    }
+    let req = format!(
+        "GET /sub/t?since=t@{epoch}:{before} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\
+         Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: ringcast.v1\r\n\r\n"
+    );
+    struct Sub {
+        s: std::net::TcpStream,
+        buf: Vec<u8>,
+        head_done: bool,
+        events: u64,
+        start: Instant,
+    }
+    let cpu0 = common::procfs::cpu_time(srv.pid());
+    let t0 = Instant::now();
+    let mut open: Vec<Sub> = Vec::new();
+    let mut done: Vec<Duration> = Vec::new();
+    let mut started = 0;
+    let mut chunk = vec![0u8; 64 * 1024];
+    let deadline = t0 + Duration::from_secs(120);
+    while done.len() < SUBS {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {SUBS} caught up",
+            done.len()
+        );
+        for _ in 0..500.min(SUBS - started) {
+            let mut s = std::net::TcpStream::connect(srv.addr()).expect("connect");
+            s.write_all(req.as_bytes()).expect("request");
+            s.set_nonblocking(true).expect("nonblocking");
+            open.push(Sub {
+                s,
+                buf: Vec::new(),
+                head_done: false,
+                events: 0,
+                start: Instant::now(),
+            });
+            started += 1;
+        }
+        open.retain_mut(|c| {
+            loop {
+                match c.s.read(&mut chunk) {
+                    Ok(0) => panic!("EOF before caught up ({} events)", c.events),
+                    Ok(n) => c.buf.extend_from_slice(&chunk[..n]),
+                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("read: {e}"),
+                }
+            }
+            if !c.head_done {
+                let Some(end) = c.buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                    return true;
+                };
+                assert!(c.buf.starts_with(b"HTTP/1.1 101"), "not upgraded");
+                c.buf.drain(..end + 4);
+                c.head_done = true;
+            }
+            // Unmasked server frames, each event well under 126 bytes.
+            let mut at = 0;
+            while c.buf.len() >= at + 2 {
+                let len = (c.buf[at + 1] & 0x7f) as usize;
+                assert!(len < 126, "event of {len} bytes");
+                if c.buf.len() < at + 2 + len {
+                    break;
+                }
+                assert!(c.buf[at + 2..].starts_with(b"msg t "), "not a msg event");
+                c.events += 1;
+                at += 2 + len;
+            }
+            c.buf.drain(..at);
+            if c.events == MISSED {
+                done.push(c.start.elapsed());
+                return false;
+            }
+            true
+        });
+    }
+    let wall = t0.elapsed();
+    let cpu = common::procfs::cpu_time(srv.pid()) - cpu0;
+    done.sort();
+    let pct = |q: f64| done[((done.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "resume: {SUBS} subscribers x {} missed messages: all caught up in {wall:?}; \
+         time to caught up p50 {:?} p99 {:?} max {:?}; server CPU {cpu:?} ({:.0} ns per replayed message)",
+        MISSED,
+        pct(0.5),
+        pct(0.99),
+        pct(1.0),
+        cpu.as_nanos() as f64 / (SUBS as f64 * MISSED as f64)
+    );
+}
+
+/// Soft descriptor limit up to the hard one (10,000 client sockets).
+fn raise_nofile() {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit owned by this frame.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 {
+            r.rlim_cur = r.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &r);
+        }
+    }
+}
