@@ -503,6 +503,36 @@ fn dropped_messages_are_announced_to_v1_subscribers_with_gap() {
     assert_eq!(last, n as u64 + 2);
 }
 
+#[test]
+fn history_memory_accounting_does_not_drift_when_v1_encodings_are_built_after_retention() {
+    // Each message is retained before its ringcast.v1 event exists; the event is built for
+    // the v1 subscriber right after. The size limit then evicts 1,900 of them: each must be
+    // released with what it was charged, or the charged bytes drift to 0 and
+    // --history-memory stops bounding anything.
+    let srv = Server::start(1, &["--history-size", "100", "--history-memory", "1MiB"]);
+    let mut sub = v1_connect(&srv, "/sub/t");
+    let body = "x".repeat(200);
+    let mut p = WsClient::connect(srv.addr(), "/pub/t");
+    for _ in 0..2000 {
+        p.send_text(&body);
+    }
+    let mut got = 0;
+    while got < 2000 {
+        if let Ev::Msg { .. } = next(&mut sub) {
+            got += 1;
+        }
+    }
+    let m = common::wait_until(STEP, "100 retained", || {
+        let m = srv.metrics();
+        (m.get("ringcast_history_messages", &[]) == 100.0).then_some(m)
+    });
+    let per = m.get("ringcast_history_bytes", &[]) / 100.0;
+    assert!(
+        (200.0..2000.0).contains(&per),
+        "charged {per} B per retained 200-byte message"
+    );
+}
+
 // ---------------------------------------------------------------------------------------
 // Figure (ignored: `cargo test --release --test resume -- --ignored --nocapture`)
 // ---------------------------------------------------------------------------------------

@@ -14,14 +14,30 @@ use std::time::Duration;
 
 use super::message::Message;
 
-/// What each retained message costs besides its encodings: the `Message` and its `Arc`
-/// header, its slot in the topic's ring and its entry in the worker's eviction order.
+/// What each retained message costs besides its raw frame: the `Message` and its `Arc`
+/// header, the frame's shared-buffer header, its slot in the topic's ring and its entry in
+/// the worker's eviction order.
 pub const MESSAGE_OVERHEAD: usize =
-    std::mem::size_of::<Message>() + 16 + 8 + std::mem::size_of::<Retained>();
+    std::mem::size_of::<Message>() + 16 + 48 + 8 + std::mem::size_of::<Retained>();
 
-/// Bytes a retained message is charged with.
+/// Bytes a retained message is charged with: its raw frame as the allocator holds it, and
+/// the fixed overhead. It depends only on what never changes, so the release matches the
+/// charge whatever encodings (`ringcast.v1`, deflate) were built meanwhile; those are
+/// shared with subscriber queues and not counted.
 pub fn charge(m: &Message) -> usize {
-    m.encoded_bytes() + MESSAGE_OVERHEAD
+    allocated(m.raw_len()) + MESSAGE_OVERHEAD
+}
+
+/// The size the allocator (mimalloc) hands out for a request of `n` bytes: multiples of 16
+/// up to 128, then four size classes per doubling (1, 1.25, 1.5, 1.75 × a power of two).
+/// Without it a 4,100-byte frame (a 4 KiB message) was charged 4,100 B and held 5,120.
+pub fn allocated(n: usize) -> usize {
+    if n <= 128 {
+        return n.next_multiple_of(16).max(16);
+    }
+    let p = 1usize << (usize::BITS - 1 - n.leading_zeros());
+    let step = p / 4;
+    n.next_multiple_of(step)
 }
 
 /// The limits one worker applies to the topics it owns.
@@ -138,5 +154,45 @@ impl Retention {
     /// Entries in the order (retained messages plus stale ones not yet popped).
     pub fn entries(&self) -> usize {
         self.order.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_is_released_with_what_it_was_charged_whatever_was_encoded_meanwhile() {
+        use crate::proto::OpCode;
+        use crate::proto::encode::server_frame;
+        use crate::pubsub::message::{Framing, Origin, Publication};
+        use crate::pubsub::topic::Interest;
+        let p = Publication {
+            topic: Interest::new(1).get_or_create("t"),
+            opcode: OpCode::Text,
+            raw: server_frame(OpCode::Text, &[b'x'; 300]),
+            origin: Origin::Worker(0),
+            ack: None,
+        };
+        let m = Message::new(p, "E".into(), 1, std::time::Instant::now());
+        let at_push = charge(&m);
+        // A v1 subscriber arrives after the message was retained.
+        let _ = m.plain(Framing::V1);
+        assert_eq!(charge(&m), at_push);
+        assert_eq!(at_push, allocated(302) + MESSAGE_OVERHEAD);
+    }
+
+    #[test]
+    fn allocated_rounds_up_to_a_size_class_at_most_a_quarter_over() {
+        assert_eq!(allocated(0), 16);
+        assert_eq!(allocated(66), 80);
+        assert_eq!(allocated(128), 128);
+        assert_eq!(allocated(129), 160);
+        assert_eq!(allocated(4096), 4096);
+        assert_eq!(allocated(4100), 5120);
+        for n in 1..100_000 {
+            let a = allocated(n);
+            assert!(a >= n && a <= n + n / 4 + 16, "{n} -> {a}");
+        }
     }
 }

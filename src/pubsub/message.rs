@@ -209,9 +209,11 @@ impl Message {
         })
     }
 
-    /// Bytes this message holds for its encodings (history accounting).
-    pub fn encoded_bytes(&self) -> usize {
-        self.raw.len() + self.v1.get().map_or(0, Bytes::len)
+    /// The length of its raw frame, which holds the one copy of the payload. History is
+    /// charged by it: unlike the lazily built encodings it never changes, so a message is
+    /// released with exactly what it was charged.
+    pub fn raw_len(&self) -> usize {
+        self.raw.len()
     }
 }
 
@@ -311,6 +313,10 @@ mod tests {
                 body: b"hello"
             })
         );
-        assert_eq!(m.encoded_bytes(), 7 + a.len());
+        assert_eq!(
+            m.raw_len(),
+            7,
+            "the raw frame is not changed by other encodings"
+        );
     }
 }
