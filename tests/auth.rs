@@ -383,6 +383,25 @@ fn a_token_expires_at_its_exp_and_a_refresh_replaces_it() {
         } => {}
         other => panic!("expected 1008, got {}", other.short()),
     }
+    // A refresh with a token 2 s past its exp: the handshake's leeway does not apply.
+    let mut c = WsClient::try_connect(
+        srv.addr(),
+        &format!("/sub/a?token={}", token(Tok::default())),
+        &[v1],
+    )
+    .expect("accepted");
+    let stale = token(Tok {
+        exp_in: -2,
+        ..Tok::default()
+    });
+    c.send_text(format!("auth {stale}"));
+    match c.recv_event(STEP) {
+        WsEvent::Close {
+            code: Some(1008),
+            reason,
+        } => assert_eq!(reason, "token refused"),
+        other => panic!("expected 1008 token refused, got {}", other.short()),
+    }
     let m = fetch_metrics(srv.addr());
     assert_eq!(m.get("ringcast_token_expired_total", &[]), 1.0);
 }

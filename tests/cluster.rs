@@ -311,6 +311,26 @@ fn nats_down_is_explicit_and_nothing_accepted_is_lost() {
 }
 
 #[test]
+fn a_message_over_the_nats_max_payload_is_refused_as_too_big_not_try_again_later() {
+    // Never storable: 413 and 1009, so clients do not retry it (503/1013 say "later").
+    let nats = NatsServer::start_with_max_payload(4096);
+    let a = node(&[nats.url()], &[]);
+    let big = "x".repeat(8192);
+    let (status, body) = post_json(&a, "big", &big);
+    assert_eq!(status, 413, "{body}");
+    let mut p = WsClient::connect(a.addr(), "/pub/big");
+    p.send_text(&big);
+    match p.recv_event(STEP) {
+        WsEvent::Close {
+            code: Some(1009), ..
+        } => {}
+        other => panic!("expected 1009, got {}", other.short()),
+    }
+    // What fits is published.
+    assert_eq!(post_json(&a, "big", "small").0, 200);
+}
+
+#[test]
 fn three_replicas_survive_the_loss_of_a_nats_server() {
     let mut nc = NatsCluster::start3();
     let urls = nc.urls();

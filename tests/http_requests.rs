@@ -124,3 +124,27 @@ fn upgrades_need_http_1_1_and_host_and_posts_need_a_length() {
         assert_eq!(r.body_str().trim_end(), reason);
     }
 }
+
+#[test]
+fn a_body_on_a_request_other_than_post_is_refused_not_taken_for_the_next_request() {
+    // The body would otherwise be parsed as a pipelined request (smuggling behind a proxy).
+    let srv = Server::start(1, &[]);
+    let smuggled = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+    for req in [
+        format!(
+            "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{smuggled}",
+            smuggled.len()
+        ),
+        format!("GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{smuggled}"),
+    ] {
+        let all = answered_then_closed(&srv, &req);
+        assert!(all.starts_with("HTTP/1.1 400 "), "{all}");
+        assert_eq!(all.matches("HTTP/1.1").count(), 1, "one answer: {all}");
+    }
+    // An empty body is no body.
+    let all = answered_then_closed(
+        &srv,
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+    );
+    assert!(all.starts_with("HTTP/1.1 200 "), "{all}");
+}

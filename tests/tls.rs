@@ -669,3 +669,31 @@ fn unmasked_frame_over_tls_gets_1002_then_eof() {
     assert_eq!(c.expect_text_str(), "after");
     close_over_tls(&mut c, 1000, "");
 }
+
+#[test]
+fn publish_rate_over_tls_keeps_the_publishers_order() {
+    // A publisher out of budget has its unread input kept for later; over TLS rustls may
+    // hand over more decrypted input after the pause began. Many messages in one write,
+    // spread over several TLS records: every one must arrive, in order, once.
+    let cert = TestCert::generate();
+    let srv = start_tls(1, &cert, &["--max-publish-rate", "100"]);
+    let cfg = cert.client_config();
+    let mut sub = WsClient::connect_tls(srv.addr(), &cfg, "/sub/r");
+    let mut publ = WsClient::connect_tls(srv.addr(), &cfg, "/pub/r");
+    let n = 300;
+    let body = |i: usize| format!("{i:05}-{}", "p".repeat(120));
+    let mut all = Vec::new();
+    for i in 0..n {
+        all.extend(frame_bytes(OpCode::Text, body(i).as_bytes(), true, true));
+    }
+    assert!(all.len() > 2 * 16384, "spans several TLS records");
+    publ.stream.write_all(&all).expect("write");
+    publ.stream.flush().expect("flush");
+    for i in 0..n {
+        assert_eq!(
+            sub.recv_text_within(Duration::from_secs(10)),
+            body(i).into_bytes(),
+            "message {i}"
+        );
+    }
+}

@@ -14,8 +14,10 @@ use super::replay::{ReplayAnswer, ReplayRequest};
 /// Why a publication got no position.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PublishFailed {
-    /// The cluster's stream could not be reached (`POST`: 503, WebSocket publisher: 1013).
+    /// The cluster's stream could not be reached or did not store it: try again later.
     Unavailable,
+    /// Larger than the cluster's NATS servers accept: never storable, retrying cannot help.
+    TooLarge,
 }
 
 impl PublishFailed {
@@ -23,6 +25,23 @@ impl PublishFailed {
     pub fn label(self) -> &'static str {
         match self {
             PublishFailed::Unavailable => "unavailable",
+            PublishFailed::TooLarge => "too_large",
+        }
+    }
+
+    /// The answer to a `POST`: status and reason.
+    pub fn http_status(self) -> (u16, &'static str) {
+        match self {
+            PublishFailed::Unavailable => (503, "cluster unavailable"),
+            PublishFailed::TooLarge => (413, "body larger than the cluster's max payload"),
+        }
+    }
+
+    /// How a WebSocket publisher is failed: close code and reason.
+    pub fn close(self) -> (u16, &'static str) {
+        match self {
+            PublishFailed::Unavailable => (1013, "try again later"),
+            PublishFailed::TooLarge => (1009, "message too big for the cluster"),
         }
     }
 }

@@ -334,6 +334,12 @@ impl PubSub {
             j.through = Some(through);
             self.metrics.resumes[ans.outcome as usize].inc();
             self.metrics.replayed.add(ans.msgs.len() as u64);
+        } else {
+            // The connection is closing (or gone): it takes nothing more, so nothing is held
+            // for it while it drains.
+            let (key, generation) = (ans.conn, ans.generation);
+            t.joining
+                .retain(|j| !(j.key == key && j.generation == generation));
         }
         if t.joining.iter().all(|j| j.through.is_some()) {
             t.held = Vec::new();

@@ -96,6 +96,22 @@ impl Interest {
         }
     }
 
+    /// Drop every entry nobody holds any more. A worker that lets a topic go while a
+    /// message or request in flight still references it leaves the entry behind
+    /// ([`Interest::release`] sees a third reference); with a topic owner, the owner's own
+    /// release removes it later, but a cluster node has no owners, so its housekeeping calls
+    /// this once a second. Returns how many went.
+    pub fn prune(&self) -> usize {
+        let mut t = self.topics.lock().unwrap_or_else(|p| p.into_inner());
+        let before = t.len();
+        t.retain(|_, e| Arc::strong_count(e) > 1 || !e.workers.is_empty());
+        let len = t.len();
+        if t.capacity() > 64 && len < t.capacity() / 4 {
+            t.shrink_to(len * 2);
+        }
+        before - len
+    }
+
     /// Whether `names` can be held without going past `max` topics (those that exist
     /// already count nothing). Workers check it before creating topics; two creating at
     /// once may go a few past it.
@@ -119,6 +135,24 @@ impl Interest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_entry_left_behind_by_a_release_during_a_flight_is_pruned_afterwards() {
+        let i = Interest::new(2);
+        let held = i.get_or_create("t");
+        let in_flight = held.clone();
+        i.release(held);
+        assert_eq!(i.len(), 1, "a message in flight still references it");
+        assert_eq!(i.prune(), 0, "still referenced");
+        drop(in_flight);
+        assert_eq!(i.prune(), 1);
+        assert_eq!(i.len(), 0);
+        // An entry with subscribers somewhere stays.
+        let s = i.get_or_create("s");
+        s.workers.insert(0);
+        drop(s);
+        assert_eq!(i.prune(), 0);
+    }
 
     #[test]
     fn entries_are_shared_and_released() {

@@ -83,9 +83,22 @@ pub fn reauth(
             "refresh",
         ));
     };
+    let now = now_unix_secs();
     let identity = v
-        .verify(token, now_unix_secs())
+        .verify(token, now)
         .map_err(|r| refused(sh, r, "refresh"))?;
+    // The clock leeway is for the handshake only (contract: "Authentication"): a refresh
+    // with a token already past its `exp` is refused, not accepted and then expired.
+    if identity.exp <= now {
+        return Err(refused(
+            sh,
+            Refusal {
+                reason: AuthError::Expired,
+                sub: identity.sub.clone(),
+            },
+            "refresh",
+        ));
+    }
     grant(sh, &identity, actions(role), topics, "refresh")?;
     log(sh, "refresh", identity.sub.as_deref(), None);
     Ok(identity)

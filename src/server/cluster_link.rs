@@ -186,6 +186,14 @@ fn deliver_to_workers(interest: Arc<Interest>, bus: Bus) -> impl FnMut(Vec<Deliv
     }
 }
 
+/// What a publisher is told when the stream did not take its message.
+pub fn failed(e: PublishError) -> PublishFailed {
+    match e {
+        PublishError::TooLarge => PublishFailed::TooLarge,
+        _ => PublishFailed::Unavailable,
+    }
+}
+
 /// Publish a message from connection `to` through the stream. `Err`: refused at once
 /// (the caller answers 503 / closes 1013).
 pub fn publish(
@@ -285,7 +293,7 @@ fn on_event(sh: &Shared, core: &mut Core, ev: ClusterEvent) {
                     epoch: p.epoch.shared(),
                     seq: p.seq,
                 })
-                .map_err(|_| PublishFailed::Unavailable);
+                .map_err(failed);
             if post {
                 http::on_ack(sh, core, to, result);
                 return;
@@ -299,9 +307,10 @@ fn on_event(sh: &Shared, core: &mut Core, ev: ClusterEvent) {
                     core.conns.set_ack_paused(to.conn, false);
                 }
             }
-            if result.is_err() {
+            if let Err(e) = result {
                 // Not stored: the publisher must know (contract: 1013, try again later).
-                core.conns.fail(to.conn, 1013, "try again later", false);
+                let (code, reason) = e.close();
+                core.conns.fail(to.conn, code, reason, false);
             }
         }
         ClusterEvent::Ready { to, topic, result } => {

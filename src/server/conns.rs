@@ -260,10 +260,12 @@ impl Conns {
         }
         self.metrics.buffered_bytes.add(frame.len() as u64);
         c.out.push(frame);
-        // The close frame must get out even if input was paused or output held.
+        // The close frame must get out even if input was paused or output held, and the
+        // peer's close frame and EOF are read at once whatever paused its input (backpressure,
+        // publish rate, acknowledgements): from now on input is only discarded.
         c.clear(flag::HOLD);
-        if c.has(flag::READ_PAUSED) {
-            c.clear(flag::READ_PAUSED);
+        if c.has(flag::NO_READ) {
+            c.clear(flag::NO_READ);
             update_interest(&self.poller, key, c);
         }
         self.metrics.close_sent[close_slot(code)].inc();

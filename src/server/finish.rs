@@ -12,12 +12,15 @@ use super::sys;
 /// The connection is over: remove it everywhere, close its socket, account for how it ended.
 pub fn finish(sh: &Shared, key: u32) {
     let mut core = sh.core.borrow_mut();
+    // Its extras go first: a resume in progress holds messages, and through them their
+    // topics, which must be let go before the topics are released.
+    let extras = core.extras.remove(key);
     let Some(c) = remove(&mut core, key, sh.global.cluster.as_ref()) else {
         return;
     };
     // Closing the descriptor also takes it out of the epoll set.
     sys::close(c.fd);
-    if let Some(e) = core.extras.remove(key)
+    if let Some(e) = extras
         && let (Some(ip), true, Some(per_ip)) = (e.ip, e.ip_counted, &sh.global.per_ip)
     {
         per_ip.release(ip);

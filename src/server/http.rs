@@ -16,7 +16,7 @@ use crate::metrics::Reject;
 use crate::metrics::render::Globals;
 use crate::proto::OpCode;
 use crate::proto::encode::server_frame;
-use crate::proto::handshake::{self, RequestHead};
+use crate::proto::handshake::{self, Method, RequestHead};
 use crate::pubsub::{AckTo, Origin, Position, Publication, PublishFailed};
 use crate::role::Role;
 
@@ -84,6 +84,14 @@ fn process(sh: &Shared, core: &mut Core, key: u32, http: &mut HttpState) {
                 return;
             }
         };
+        if head.method != Some(Method::Post)
+            && (head.chunked || head.content_length.is_some_and(|n| n > 0))
+        {
+            // Only a POST's body is read; any other body would be taken for the next
+            // pipelined request (request smuggling behind a proxy). Refused, and closed.
+            respond_error(sh, core, key, 400, "a body is accepted only on POST", &[]);
+            return;
+        }
         let on = match core.conns.get(key) {
             Some(c) if c.has(flag::ADMIN) => Listener::Admin,
             _ if cfg.admin_listen.is_some() => Listener::Public,
@@ -309,7 +317,10 @@ fn handle_post(
                     c.set(flag::AWAIT_ACK);
                 }
             }
-            Err(_) => respond_error(sh, core, key, 503, "cluster unavailable", &[]),
+            Err(e) => {
+                let (status, reason) = cluster_link::failed(e).http_status();
+                respond_error(sh, core, key, status, reason, &[]);
+            }
         }
         return;
     }
@@ -372,10 +383,8 @@ fn answer_post(
             b"published\n",
         ),
         Err(e) => {
-            let reason = match e {
-                PublishFailed::Unavailable => "cluster unavailable",
-            };
-            respond_error(sh, core, key, 503, reason, &[]);
+            let (status, reason) = e.http_status();
+            respond_error(sh, core, key, status, reason, &[]);
         }
     }
 }

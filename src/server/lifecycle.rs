@@ -111,7 +111,11 @@ impl Conn {
             return None;
         }
         match self.state {
-            State::Http if reached(now, self.deadline) => Some(Expiry::Handshake),
+            // A POST waiting for its position (the owner worker, or the cluster's stream,
+            // which answers within its own timeout) is answered, not cut off.
+            State::Http if reached(now, self.deadline) && !self.has(flag::AWAIT_ACK) => {
+                Some(Expiry::Handshake)
+            }
             State::Open if self.exp != 0 && unix >= self.exp => Some(Expiry::Token),
             State::Open if idle_ms > 0 => {
                 let quiet = now.wrapping_sub(self.last_rx);
@@ -151,6 +155,15 @@ mod tests {
         c.upgraded(Role::Sub);
         assert_eq!((c.state, c.role, c.deadline), (State::Open, Role::Sub, 0));
         assert_eq!(c.expiry(11_000, 0, 120_000), None);
+    }
+
+    #[test]
+    fn a_post_waiting_for_its_acknowledgement_outlives_the_head_deadline() {
+        let mut c = conn();
+        c.set(flag::AWAIT_ACK);
+        assert_eq!(c.expiry(60_000, 0, 120_000), None);
+        c.clear(flag::AWAIT_ACK);
+        assert_eq!(c.expiry(60_000, 0, 120_000), Some(Expiry::Handshake));
     }
 
     #[test]

@@ -77,6 +77,9 @@ pub async fn sweeper(sh: Rc<Shared>) {
             let (messages, bytes) = core.pubsub.sweep(Instant::now());
             sh.metrics.history_messages.set(messages as u64);
             sh.metrics.history_bytes.set(bytes as u64);
+            if sh.id == 0 && sh.global.cluster.is_some() {
+                sh.global.interest.prune();
+            }
             sh.metrics.topics.set(core.pubsub.topics.len() as u64);
             collect_freed_memory();
         }

@@ -19,6 +19,17 @@ use super::{authn, cluster_link};
 
 /// Frames from an open WebSocket.
 pub fn input(sh: &Shared, core: &mut Core, key: u32, data: &mut [u8]) {
+    if core
+        .conns
+        .get(key)
+        .is_some_and(|c| c.has(flag::RATE_PAUSED))
+    {
+        // Out of budget with input still arriving: over TLS, rustls hands over the rest of
+        // the plaintext it decrypted after the pause began. It goes behind the stash, in
+        // order (at most what one read decrypted: reading stopped with the pause).
+        core.extras.entry(key).stash.extend_from_slice(data);
+        return;
+    }
     let Some(c) = core.conns.get_mut(key) else {
         return;
     };
@@ -253,9 +264,11 @@ fn publish(sh: &Shared, core: &mut Core, key: u32, topic: TopicId, opcode: OpCod
             conn: key,
             generation,
         };
-        if cluster_link::publish(sh, core, to, &name, opcode, payload, false).is_err() {
-            // Not accepted by the stream: the publisher is told (contract: 1013).
-            core.conns.fail(key, 1013, "try again later", false);
+        if let Err(e) = cluster_link::publish(sh, core, to, &name, opcode, payload, false) {
+            // Not accepted by the stream: the publisher is told (contract: 1013; 1009 for
+            // what no retry can store).
+            let (code, reason) = cluster_link::failed(e).close();
+            core.conns.fail(key, code, reason, false);
         }
         return;
     }

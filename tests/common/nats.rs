@@ -70,6 +70,15 @@ impl NatsServer {
         Self::start_with(&[])
     }
 
+    /// A standalone JetStream server whose client payloads are limited to `bytes`
+    /// (`max_payload`, set in a config file: there is no flag for it).
+    #[allow(dead_code)]
+    pub fn start_with_max_payload(bytes: usize) -> NatsServer {
+        let conf = temp_store().join("max-payload.conf");
+        std::fs::write(&conf, format!("max_payload: {bytes}\n")).expect("nats config");
+        Self::start_with(&["-c".into(), conf.to_string_lossy().into_owned()])
+    }
+
     fn start_with(extra: &[String]) -> NatsServer {
         let port = free_port();
         let store = temp_store();
