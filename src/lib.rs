@@ -14,6 +14,7 @@ pub mod auth;
 pub mod check;
 pub mod cluster;
 pub mod config;
+pub mod memory;
 pub mod metrics;
 pub mod pubsub;
 pub mod role;

@@ -347,6 +347,15 @@ async fn cluster_main(
         .build(client.clone());
     let (stream_tx, stream_rx) = watch::channel(None);
 
+    // This thread's garbage after a burst (interest requests, acks) goes back once a
+    // second, as the workers' does.
+    tokio::spawn(async {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            every.tick().await;
+            crate::memory::collect_freed_memory();
+        }
+    });
     let publishing = tokio::spawn(publish::publish_loop(
         shared.clone(),
         js,

@@ -333,6 +333,7 @@ fn on_event(sh: &Shared, core: &mut Core, ev: ClusterEvent) {
                     core.conns.set_held(to.conn, false);
                 }
             }
+            end_wait_if_done(core, to.conn);
         }
         ClusterEvent::Replayed {
             to,
@@ -353,6 +354,20 @@ fn on_event(sh: &Shared, core: &mut Core, ev: ClusterEvent) {
 
 fn wait_mut(core: &mut Core, key: u32) -> Option<&mut ClusterWait> {
     core.extras.get_mut(key)?.cluster.as_deref_mut()
+}
+
+/// Once every topic is live and every resume answered, the wait state goes (an idle
+/// clustered subscriber costs what a single node's does), and with it the extras if
+/// nothing else is in them.
+fn end_wait_if_done(core: &mut Core, key: u32) {
+    if let Some(e) = core.extras.get_mut(key)
+        && e.cluster
+            .as_ref()
+            .is_some_and(|w| w.ready_left == 0 && w.resumes.is_empty())
+    {
+        e.cluster = None;
+        core.extras.trim(key);
+    }
 }
 
 /// The topic is live: read its history from where the client wants to start.
@@ -495,6 +510,7 @@ fn on_replay(
         through,
         outcome,
     };
+    end_wait_if_done(core, to.conn);
     let Core { conns, pubsub, .. } = core;
     pubsub.finish_join(conns, id, ans);
 }

@@ -68,6 +68,19 @@ pub struct Extras {
     pub cluster: Option<Box<super::cluster_link::ClusterWait>>,
 }
 
+impl Extras {
+    /// Nothing in it: the connection needs no extras entry.
+    pub fn is_empty(&self) -> bool {
+        self.ip.is_none()
+            && !self.ip_counted
+            && self.sub.is_none()
+            && self.bucket.is_none()
+            && self.stash.is_empty()
+            && self.in_flight == 0
+            && self.cluster.is_none()
+    }
+}
+
 /// Extras by connection key.
 #[derive(Debug, Default)]
 pub struct ExtrasTable {
@@ -90,6 +103,13 @@ impl ExtrasTable {
         self.map.get_mut(&key)
     }
 
+    /// Drop the extras of `key` if nothing is left in them.
+    pub fn trim(&mut self, key: u32) {
+        if self.map.get(&key).is_some_and(Extras::is_empty) {
+            self.remove(key);
+        }
+    }
+
     /// The connection ended.
     pub fn remove(&mut self, key: u32) -> Option<Extras> {
         let e = self.map.remove(&key);
@@ -103,6 +123,20 @@ impl ExtrasTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_empty_entry_is_trimmed_and_a_used_one_kept() {
+        let mut t = ExtrasTable::default();
+        t.entry(1).in_flight = 1;
+        t.entry(2);
+        t.trim(1);
+        t.trim(2);
+        assert!(t.get(1).is_some());
+        assert!(t.get(2).is_none());
+        t.entry(1).in_flight = 0;
+        t.trim(1);
+        assert!(t.get(1).is_none());
+    }
 
     #[test]
     fn a_bucket_allows_its_rate_and_refills() {
