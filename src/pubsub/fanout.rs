@@ -51,6 +51,16 @@ pub enum Delivery {
 pub trait Sink {
     /// Queue a published message's frame to subscriber `key`, under `--max-buffered`.
     fn deliver(&mut self, key: u32, frame: &Frame) -> Delivery;
+    /// [`Sink::deliver`] to each of `keys`, in order, appending those whose frame was
+    /// dropped to `dropped`. One call per group rather than a dynamic call per subscriber:
+    /// this provided body is compiled for each sink, so the per-subscriber `deliver` inlines.
+    fn deliver_all(&mut self, keys: &[u32], frame: &Frame, dropped: &mut Vec<u32>) {
+        for &key in keys {
+            if self.deliver(key, frame) == Delivery::Dropped {
+                dropped.push(key);
+            }
+        }
+    }
     /// Queue a resuming subscriber's replay (its lead event and messages), exempt from
     /// `--max-buffered` (a replay burst is not a slow consumer). `false` if the connection
     /// is gone (another generation holds `key`).
@@ -548,11 +558,28 @@ fn deliver_here(
             let gap = Rc::new(v1::gap_frame(&msg.topic.name, &msg.epoch, b.after));
             b.announced = sink.deliver(b.key, &gap) == Delivery::Queued;
         }
+        if g.behind.is_empty() {
+            // Nobody owed a gap: the plain loop, inside the sink.
+            let mut dropped = Vec::new();
+            sink.deliver_all(&g.subs, &frame, &mut dropped);
+            if v1 {
+                for key in dropped {
+                    if let Err(i) = g.behind.binary_search_by_key(&key, |b| b.key) {
+                        g.behind.insert(
+                            i,
+                            Behind {
+                                key,
+                                after: msg.seq - 1,
+                                announced: false,
+                            },
+                        );
+                    }
+                }
+            }
+            continue;
+        }
         for &key in &g.subs {
             let r = sink.deliver(key, &frame);
-            if g.behind.is_empty() && !(v1 && r == Delivery::Dropped) {
-                continue;
-            }
             match (r, g.behind.binary_search_by_key(&key, |b| b.key)) {
                 // The hole is closed by this message; the gap before it announced it.
                 (Delivery::Queued | Delivery::Skipped | Delivery::ClosedSlow, Ok(i)) => {
