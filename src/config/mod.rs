@@ -203,8 +203,9 @@ pub struct Args {
     pub history_ttl: Duration,
 
     /// Bytes of history for the whole process (split evenly among the workers; each drops
-    /// its oldest retained messages first). Counts each message's payload, its encodings
-    /// built at publish time and a fixed overhead.
+    /// its oldest retained messages first). Counts each message's raw frame, as the
+    /// allocator holds it, and a fixed overhead; the ringcast.v1 and compressed encodings
+    /// built for subscribers are shared with their queues and not counted.
     #[arg(long, value_name = "BYTES", env = "RINGCAST_HISTORY_MEMORY",
           default_value = "64MiB", value_parser = parse_size)]
     pub history_memory: usize,
