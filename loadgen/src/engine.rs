@@ -1427,19 +1427,7 @@ async fn post_writer<W: monoio::io::AsyncWriteRent>(
             (Some(s), false, true) => s.next_time(),
             _ => None,
         };
-        let wake_at = match (next, stop_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match wake_at {
-            Some(at) => {
-                monoio::select! {
-                    _ = sh.notify.wait() => {},
-                    _ = monoio::time::sleep_until(instant_at(at).into()) => {},
-                }
-            }
-            None => sh.notify.wait().await,
-        }
+        wake_at_or_notified(sh, next, stop_deadline).await;
     }
 }
 
@@ -1791,21 +1779,27 @@ async fn write_loop<W: monoio::io::AsyncWriteRent>(
             (Some(s), false) => s.next_time(),
             _ => None,
         };
-        let wake_at = match (next_pub, close_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match wake_at {
-            Some(at) => {
-                monoio::select! {
-                    _ = sh.notify.wait() => {},
-                    _ = monoio::time::sleep_until(instant_at(at).into()) => {},
-                }
-            }
-            None => sh.notify.wait().await,
-        }
+        wake_at_or_notified(sh, next_pub, close_deadline).await;
     }
     forced
+}
+
+/// Wait until `sh` is notified or the earlier of two optional times (ns on the run's
+/// clock) has come.
+async fn wake_at_or_notified(sh: &ConnShared, a: Option<u64>, b: Option<u64>) {
+    let wake_at = match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    match wake_at {
+        Some(at) => {
+            monoio::select! {
+                _ = sh.notify.wait() => {},
+                _ = monoio::time::sleep_until(instant_at(at).into()) => {},
+            }
+        }
+        None => sh.notify.wait().await,
+    }
 }
 
 #[cfg(test)]
