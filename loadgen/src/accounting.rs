@@ -166,6 +166,8 @@ pub struct SubAccount {
     pub sub: u32,
     pub topic: u32,
     pub ends: Vec<(u64, Announced)>,
+    /// Mean latency (µs) of its deliveries in the window (`None`: it had none).
+    pub mean_latency_us: Option<u64>,
 }
 
 /// The accounting of one publisher's window.
@@ -392,6 +394,7 @@ mod tests {
             sub: id,
             topic: 0,
             ends: l.ends(),
+            mean_latency_us: None,
         }
     }
 
@@ -554,11 +557,13 @@ mod tests {
             sub: 5,
             topic: 1,
             ends: l.ends(),
+            mean_latency_us: None,
         };
         let s0 = SubAccount {
             sub: 6,
             topic: 0,
             ends: vec![(0, Announced::No)],
+            mean_latency_us: None,
         };
         let mut p = ws(10, (0, 10), &[(0, 10, true)]);
         p.id = 1;

@@ -1153,6 +1153,7 @@ async fn conn_task(spec: ConnSpec, t: Rc<ThreadCtx>) {
                 sub: id,
                 topic,
                 ends: recv.ledger().ends(),
+                mean_latency_us: recv.ledger().mean_latency_us(),
             });
         }
         if let Some(p) = publ {

@@ -143,6 +143,10 @@ pub struct Ledger {
     announce: Box<[Pending]>,
     /// How many entries of `announce` are set (0: the hot path skips it).
     pending: usize,
+    /// Latency (µs) summed over this subscriber's deliveries in the window, and their
+    /// count: its mean shows whether some subscribers are always served last.
+    pub latency_sum_us: u64,
+    pub latency_count: u64,
 }
 
 impl Ledger {
@@ -153,7 +157,14 @@ impl Ledger {
             announce: vec![Pending::None; if announcements { tracked } else { 0 }]
                 .into_boxed_slice(),
             pending: 0,
+            latency_sum_us: 0,
+            latency_count: 0,
         }
+    }
+
+    /// Mean latency (µs) of this subscriber's deliveries in the window (`None`: none).
+    pub fn mean_latency_us(&self) -> Option<u64> {
+        self.latency_sum_us.checked_div(self.latency_count)
     }
 
     /// Forget everything (benches replay one buffer many times).
@@ -161,6 +172,8 @@ impl Ledger {
         self.tracks.fill(SeqTrack::default());
         self.announce.fill(Pending::None);
         self.pending = 0;
+        self.latency_sum_us = 0;
+        self.latency_count = 0;
     }
 
     /// A `gap` or `reset` came: every publisher's next new message settles it.

@@ -680,6 +680,8 @@ fn record(
     pc.delivered += 1;
     let lat = now_ns.saturating_sub(h.sched_ns) / 1000;
     fast.record(lat);
+    ledger.latency_sum_us += lat;
+    ledger.latency_count += 1;
     if let Some(c) = row.get_mut(LatencyTimeline::bucket(lat)) {
         *c += 1;
     }

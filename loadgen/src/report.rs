@@ -14,7 +14,7 @@
 //! | `config` | the scenario's parameters (free-form object) |
 //! | `connect` | `attempted`, `established`, `failed`, `failures` {cause → count; causes `refused`, `timeout`, `http_NNN`, `bad_handshake`, `tls`, `closed_during_handshake`, `addr_not_available`, `other: …`}, `latency_us` (summary), `rate_per_s` |
 //! | `latency_us` | summary of delivery latency = receive time − **scheduled** send time: `count`, `min`, `mean`, `p50`, `p90`, `p99`, `p999`, `p9999`, `max` |
-//! | `delivery` | `window_s`, `publishers`, `subscribers`, `topics`, `rate` (msgs/s offered, all publishers), `size`, `sent_in_window`, `expected`, `delivered`, `lost`, `loss_ratio`, `duplicates`, `reordered`, `unsent`, `foreign`, `deliveries_per_s`, `per_publisher` [{`id`, `topic`, `sent`, `sent_in_window`, `expected`, `delivered`, `lost`, `duplicates`, `reordered`, `unsent`}] |
+//! | `delivery` | `window_s`, `publishers`, `subscribers`, `topics`, `rate` (msgs/s offered, all publishers), `size`, `sent_in_window`, `expected`, `delivered`, `lost`, `loss_ratio`, `duplicates`, `reordered`, `unsent`, `foreign`, `deliveries_per_s`, `per_publisher` [{`id`, `topic`, `sent`, `sent_in_window`, `expected`, `delivered`, `lost`, `duplicates`, `reordered`, `unsent`}], `subscriber_mean_latency_us` {`subscribers`, `best`, `p50`, `p99`, `worst`} (each subscriber's mean latency over its deliveries in the window; null without deliveries) |
 //! | `io` | `reads`, `frames`, `frames_per_read`, `max_frames_per_read`, `bytes_in`, `pings`, `data_messages` (received by subscribers, warm-up included), `wire_bytes_per_delivery` (bytes their frames took on the wire), `payload_bytes_per_delivery` (after inflation) |
 //! | `deflate` | `--deflate`: `offer`, `payload`, `subscribers` and `publishers` {`offered`, `accepted`, `declined`, `answers` {answer → count}}, `received` {`plain`, `deflate`: {`messages`, `wire_bytes`, `payload_bytes`, `wire_bytes_per_delivery`, `payload_bytes_per_delivery`, `wire_over_payload`}}, `sent` {`messages`, `compressed`, `payload_bytes`, `wire_bytes`, `wire_bytes_per_message`, `wire_over_payload`}; else null |
 //! | `churn` | `churn` scenario: `window_s`, `settle_s`, `idle_timeout_s`, `handshake_timeout_s`, `max_buffered`, `slow_stall_ms`, `slow_bound_bytes`, `busy_sent`, `kinds` [{`kind`, `expectation`, `rate_per_s`, `started`, `skipped`, `finished`, `outcomes` {label → count}, `deadline_ms`, `closed_in_time`, `closed_late`, `not_closed`, `close_after_us` (summary), `counters` {name → {`sum`, `max`}}}] |
@@ -151,6 +151,37 @@ pub struct DeliverySection {
     pub foreign: u64,
     pub deliveries_per_s: f64,
     pub per_publisher: Vec<PublisherDelivery>,
+    /// The spread of each subscriber's mean latency: a worst far above the median means
+    /// some subscribers are served last every time.
+    pub subscriber_mean_latency_us: Option<SubscriberLatency>,
+}
+
+/// Distribution of per-subscriber mean latencies (µs).
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct SubscriberLatency {
+    pub subscribers: u64,
+    pub best: u64,
+    pub p50: u64,
+    pub p99: u64,
+    pub worst: u64,
+}
+
+impl SubscriberLatency {
+    /// From each subscriber's mean (`None` if there is none).
+    pub fn from_means(mut means: Vec<u64>) -> Option<Self> {
+        if means.is_empty() {
+            return None;
+        }
+        means.sort_unstable();
+        let at = |q: f64| means[((means.len() - 1) as f64 * q).round() as usize];
+        Some(SubscriberLatency {
+            subscribers: means.len() as u64,
+            best: means[0],
+            p50: at(0.5),
+            p99: at(0.99),
+            worst: means[means.len() - 1],
+        })
+    }
 }
 
 /// Subscriber protocol, reconnects, resumes and `ringcast.v1` events.
@@ -704,6 +735,21 @@ impl Report {
                 us(l.p9999),
                 us(l.max)
             );
+            if let Some(s) = self
+                .delivery
+                .as_ref()
+                .and_then(|d| d.subscriber_mean_latency_us.as_ref())
+            {
+                let _ = writeln!(
+                    o,
+                    "  per subscriber (mean of its deliveries, {} subscribers): best {}  p50 {}  p99 {}  worst {}",
+                    s.subscribers,
+                    us(s.best),
+                    us(s.p50),
+                    us(s.p99),
+                    us(s.worst)
+                );
+            }
         }
         if let Some(io) = &self.io {
             let _ = writeln!(
@@ -1382,6 +1428,18 @@ pub fn plot_capacity(c: &CapacitySection, title: &str, path: &Path) -> Result<()
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn subscriber_latency_spread_picks_best_median_and_worst() {
+        assert_eq!(SubscriberLatency::from_means(vec![]), None);
+        let means: Vec<u64> = (1..=101).rev().collect();
+        let s = SubscriberLatency::from_means(means).expect("some");
+        assert_eq!(
+            (s.subscribers, s.best, s.p50, s.p99, s.worst),
+            (101, 1, 51, 100, 101)
+        );
+    }
+
     use super::*;
 
     #[test]

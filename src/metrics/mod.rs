@@ -102,6 +102,10 @@ pub struct CoreMetrics {
     pub topics: Gauge,
     /// Cross-core hand-off → enqueue on the subscriber's worker.
     pub publish_to_enqueue: Histogram,
+    /// One flush pass: from taking the dirty list to the last of its sends.
+    pub flush_pass: Histogram,
+    /// Connections written by flush passes (with `flush_pass`: time per connection).
+    pub flush_pass_connections: Counter,
     /// Messages retained in the history of topics this worker owns.
     pub history_messages: Gauge,
     /// Bytes charged for them.

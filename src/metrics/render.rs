@@ -455,5 +455,15 @@ pub fn render(cores: &[Arc<CoreMetrics>], g: Globals<'_>) -> String {
         "Time from a message being handed to another worker to its frames being queued to that worker's subscribers (local fan-out is queued synchronously).",
         |c| &c.publish_to_enqueue,
     );
+    o.histogram(
+        "ringcast_flush_pass_seconds",
+        "Duration of one flush pass: from taking the connections with queued frames to the last of their sends (the worker reads between slices of a pass).",
+        |c| &c.flush_pass,
+    );
+    o.counter(
+        "ringcast_flush_pass_connections_total",
+        "Connections written by flush passes (the pass time divided by this is the time per connection).",
+        |c| &c.flush_pass_connections,
+    );
     o.o
 }

@@ -1,5 +1,7 @@
-//! Batched sends for the flush pass: one `io_uring_enter` submits a `SENDMSG` for each of
-//! up to `BATCH` dirty connections, instead of one `sendmsg` system call each. Loopback
+//! Batched sends for the flush pass: one `io_uring_enter` submits a send for each of up to
+//! `BATCH` dirty connections, instead of one `sendmsg` system call each — `SEND` when the
+//! connection has one frame queued (the fan-out case), `SENDMSG` with an iovec array when
+//! it has several. Loopback
 //! probes put one send at ~6 µs as a system call and ~3.7 µs batched (performance issue).
 //!
 //! The ring is the flush pass's own, beside the runtime's: the pass is synchronous (it
@@ -84,10 +86,20 @@ impl SendRing {
             let mut sq = self.ring.submission();
             for i in 0..n {
                 let more = if self.more[i] { libc::MSG_MORE } else { 0 };
-                let e = opcode::SendMsg::new(types::Fd(self.fds[i]), &self.msgs[i])
-                    .flags((libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | more) as u32)
-                    .build()
-                    .user_data(i as u64);
+                let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | more;
+                let fd = types::Fd(self.fds[i]);
+                let m = &self.msgs[i];
+                // One frame (the usual fan-out case): `SEND` skips importing a msghdr and
+                // an iovec array from user memory, which `SENDMSG` does per call.
+                let iov = self.iovs[i * IOV_PER_SEND];
+                let e = if m.msg_iovlen == 1 && iov.iov_len <= u32::MAX as usize {
+                    opcode::Send::new(fd, iov.iov_base.cast_const().cast(), iov.iov_len as u32)
+                        .flags(flags)
+                        .build()
+                } else {
+                    opcode::SendMsg::new(fd, m).flags(flags as u32).build()
+                }
+                .user_data(i as u64);
                 // SAFETY: the msghdr and iovec arrays are owned by `self` and neither moved
                 // nor written until every completion below is reaped; the bytes they point
                 // to are held unchanged by the caller for the same time (see above).

@@ -682,6 +682,13 @@ fn delivery(
         foreign: result.recv.foreign,
         accounting: if exact { "exact" } else { "inferred" },
         lost_unrecorded: tally.unrecorded_lost,
+        subscriber_mean_latency_us: crate::report::SubscriberLatency::from_means(
+            result
+                .subs
+                .iter()
+                .filter_map(|s| s.mean_latency_us)
+                .collect(),
+        ),
         ..Default::default()
     };
     for (p, a) in pubs.iter().zip(&tally.per_publisher) {
