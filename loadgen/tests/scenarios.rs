@@ -769,7 +769,10 @@ fn fanout_repeat_reports_the_spread() {
             s["max"].as_f64().unwrap(),
         );
         assert!(min <= med && med <= max, "{key}: {s}");
-        assert!(min > 0.0, "{key}: {s}");
+        // The server's CPU time is read in clock ticks (10 ms): a short run can show 0.
+        if key != "server_ns_per_delivery" {
+            assert!(min > 0.0, "{key}: {s}");
+        }
     }
     // The median p99 is one of the runs' p99 (three runs).
     let p99s: Vec<f64> = runs.iter().map(|r| r["p99_us"].as_f64().unwrap()).collect();
@@ -1238,7 +1241,16 @@ fn drain_window_flattens_the_reconnect_storm() {
     ]);
     wait_published(port, 60);
     srv.terminate();
-    // The listeners close at once: the next server takes the port during the drain.
+    // The listeners close at once (within a bounded time of the signal): the next server
+    // takes the port during the drain.
+    let closed_by = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+        assert!(
+            Instant::now() < closed_by,
+            "listener still open 5 s after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let _srv2 = Server::start_at(&format!("127.0.0.1:{port}"), &[]);
     let (_code, out, err) = wait_child(child, Duration::from_secs(60));
     drop(srv);
