@@ -357,7 +357,15 @@ fn three_replicas_survive_the_loss_of_a_nats_server() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    got.extend((0..20).map(|_| msg(&mut s)));
+    // The node's consumer was on the killed server: it is re-created once JetStream
+    // answers again, which under load can take a request timeout (4 s) and a retry — the
+    // same bound as for the leader above, then the usual step per message.
+    match next(&mut s, Duration::from_secs(30)) {
+        Ev::Msg(m) => got.push(m),
+        Ev::Gap(a) => panic!("unexpected gap after {a}"),
+        Ev::Reset => panic!("unexpected reset"),
+    }
+    got.extend((0..19).map(|_| msg(&mut s)));
     let bodies: Vec<String> = got
         .iter()
         .map(|m| String::from_utf8_lossy(&m.body).into())

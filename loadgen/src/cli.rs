@@ -323,6 +323,13 @@ pub struct Common {
     /// per task, the path of every other connection). For comparisons only.
     #[arg(long, hide = true, env = "LOADGEN_RECV", default_value = "ring", value_parser = ["ring", "monoio"])]
     pub recv: String,
+    /// How long a receive thread keeps polling for more deliveries after its last one
+    /// before it sleeps (0: sleep at once). On loopback a sleeping receiver is woken by an
+    /// interrupt sent from the core that queued the data — the server's, inside its send —
+    /// so a load generator that dozes off between deliveries charges the server for
+    /// waking it; polling through a burst spends the load generator's own core instead.
+    #[arg(long, value_parser = dur, default_value = "2ms")]
+    pub busy_poll: Dur,
 }
 
 /// Fan-out load shape.

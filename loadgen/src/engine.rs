@@ -146,6 +146,9 @@ pub struct EngineCfg {
     /// Plain `ws://` subscribers receive through the thread's [`crate::ring::RecvRing`]
     /// (when it can be set up) instead of a monoio read per task.
     pub ring_recv: bool,
+    /// How long the receive ring keeps looking for work before sleeping
+    /// ([`crate::ring::RecvRing::drive`]).
+    pub busy_poll: Duration,
     /// Subscribers speak `ringcast.v1` (offer it, require it selected, read events).
     pub v1: bool,
     /// Topic names are this prefix and the topic index (for `ringcast.v1` events).
@@ -582,7 +585,16 @@ fn thread_main(
     // `crate::ring`); where it cannot be set up they stay on the monoio path.
     let any_plain = cfg.targets.iter().any(|t| !t.tls);
     let ring = if cfg.ring_recv && any_plain && subs > 0 && monoio::utils::detect_uring() {
-        RecvRing::new(subs, cfg.read_buf).ok()
+        match RecvRing::new(subs, cfg.read_buf) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                // Not fatal, but it changes what a run costs the load generator: say so.
+                eprintln!(
+                    "loadgen: receive ring not set up ({e}); subscribers read through monoio"
+                );
+                None
+            }
+        }
     } else {
         None
     };
@@ -611,6 +623,7 @@ fn thread_main(
         let drive = async move {
             if let Some(r) = &t3.ring {
                 r.drive(
+                    t3.cfg.busy_poll,
                     || std::cell::RefMut::map(t3.acc.borrow_mut(), |a| &mut a.recv),
                     |d| {
                         t3.run.delivered.fetch_add(d, Ordering::Relaxed);

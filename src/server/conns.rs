@@ -102,7 +102,7 @@ impl Conns {
             metrics,
             now: 0,
             ring: if super::sendring::enabled() {
-                SendRing::new().ok()
+                SendRing::new(capacity).ok()
             } else {
                 None
             },

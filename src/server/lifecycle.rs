@@ -119,7 +119,10 @@ impl Conn {
             State::Open if self.exp != 0 && unix >= self.exp => Some(Expiry::Token),
             State::Open if idle_ms > 0 => {
                 let quiet = now.wrapping_sub(self.last_rx);
-                if quiet >= idle_ms {
+                // The ms clock truncates, so `last_rx` can be up to 1 ms before the read it
+                // stamps: only strictly more than the timeout is certainly the timeout (a
+                // peer measured a close 64 µs short of it).
+                if quiet > idle_ms {
                     Some(Expiry::Idle)
                 } else if quiet >= idle_ms / 2 && !self.has(flag::PING_OUT) {
                     Some(Expiry::Ping)
@@ -174,7 +177,12 @@ mod tests {
         assert_eq!(c.expiry(61_000, 0, 120_000), Some(Expiry::Ping));
         c.set(flag::PING_OUT);
         assert_eq!(c.expiry(61_000, 0, 120_000), None, "one ping at a time");
-        assert_eq!(c.expiry(121_000, 0, 120_000), Some(Expiry::Idle));
+        assert_eq!(
+            c.expiry(121_000, 0, 120_000),
+            None,
+            "not before the timeout"
+        );
+        assert_eq!(c.expiry(121_001, 0, 120_000), Some(Expiry::Idle));
         c.heard(100_000);
         assert!(!c.has(flag::PING_OUT));
         assert_eq!(c.expiry(121_000, 0, 120_000), None);

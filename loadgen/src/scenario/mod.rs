@@ -148,6 +148,7 @@ impl Ctx {
             connect_concurrency: (self.c.connect_concurrency / self.threads).max(1),
             text: load.text,
             ring_recv: self.c.recv == "ring",
+            busy_poll: self.c.busy_poll.0,
             v1: load.v1(),
             topic_prefix: self.c.topic_prefix.clone(),
             reconnect: load.reconnect,
