@@ -102,7 +102,7 @@ impl Conns {
             metrics,
             now: 0,
             ring: if super::sendring::enabled() {
-                SendRing::new(capacity).ok()
+                SendRing::new().ok()
             } else {
                 None
             },

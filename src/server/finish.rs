@@ -18,15 +18,6 @@ pub fn finish(sh: &Shared, key: u32) {
     let Some(c) = remove(&mut core, key, sh.global.cluster.as_ref()) else {
         return;
     };
-    // The send ring's file table holds a reference: let go of it first, or `close` would
-    // leave the socket open. Should the kernel refuse, the ring goes (dropping it releases
-    // every registered file) and this worker sends without one.
-    if let Some(ring) = core.conns.ring.as_mut()
-        && !ring.forget(key)
-    {
-        tracing::error!("could not release a registered file; sending without the io_uring ring");
-        core.conns.ring = None;
-    }
     // Closing the descriptor also takes it out of the epoll set.
     sys::close(c.fd);
     if let Some(e) = extras

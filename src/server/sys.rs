@@ -117,19 +117,6 @@ pub fn raise_nofile_limit() -> u64 {
     lim.rlim_cur
 }
 
-/// The soft `RLIMIT_NOFILE` in force (0 if unknown).
-pub fn nofile_limit() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: `lim` is a valid rlimit struct for the duration of the call.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return 0;
-    }
-    usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
-}
-
 /// The CPUs this process may run on (its affinity mask, e.g. under `taskset`), in order.
 pub fn allowed_cpus() -> Vec<usize> {
     // SAFETY: an all-zero cpu_set_t is a valid empty set; the call fills it in.

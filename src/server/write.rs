@@ -86,7 +86,7 @@ impl Conns {
                 let slot = self.batch.len();
                 let (iovs, bytes) = c.out.fill_iov_slice(ring.iov_slot(slot));
                 let fin_follows = c.has(flag::SHUT_WR_PENDING) && iovs == c.out.frames();
-                ring.set(slot, key, c.fd, iovs, fin_follows);
+                ring.set(slot, c.fd, iovs, fin_follows);
                 self.batch.push((key, bytes));
             }
             if self.batch.is_empty() {
