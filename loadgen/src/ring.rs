@@ -809,6 +809,19 @@ mod tests {
         (a, b, sink, slot)
     }
 
+    /// Append one measured data frame (publisher 0, `seq`) built in `p` to `out`.
+    fn data_frame(out: &mut BytesMut, p: &mut [u8], seq: u64) {
+        crate::payload::write_header(
+            p,
+            &crate::payload::MsgHeader {
+                publisher: 0,
+                seq,
+                sched_ns: 1,
+            },
+        );
+        encode_server_frame(out, true, OpCode::Binary, p);
+    }
+
     fn thread_cpu() -> std::time::Duration {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -829,15 +842,7 @@ mod tests {
             let mut p = vec![0u8; 64];
             for seq in 0..20u64 {
                 let mut out = BytesMut::new();
-                crate::payload::write_header(
-                    &mut p,
-                    &crate::payload::MsgHeader {
-                        publisher: 0,
-                        seq,
-                        sched_ns: 1,
-                    },
-                );
-                encode_server_frame(&mut out, true, OpCode::Binary, &p);
+                data_frame(&mut out, &mut p, seq);
                 a.write_all(&out).expect("write");
                 // Half inside the polling window, half after the driver went to sleep.
                 let gap = if seq % 2 == 0 { 1 } else { 20 };
@@ -866,15 +871,7 @@ mod tests {
             let mut out = BytesMut::new();
             let mut p = vec![0u8; 64];
             for seq in 0..10 {
-                crate::payload::write_header(
-                    &mut p,
-                    &crate::payload::MsgHeader {
-                        publisher: 0,
-                        seq,
-                        sched_ns: 1,
-                    },
-                );
-                encode_server_frame(&mut out, true, OpCode::Binary, &p);
+                data_frame(&mut out, &mut p, seq);
             }
             encode_server_frame(&mut out, true, OpCode::Ping, b"hi");
             encode_server_frame(&mut out, true, OpCode::Close, &close_payload(1001, "bye"));
